@@ -1,0 +1,83 @@
+"""Named errors. Every error a user can cause is a `JaxportError` with a message and a hint.
+
+The CLI prints `error: <message>` plus the hint and exits 2; the service maps `code` and
+`http_status` to a JSON error body. Anything that is not a `JaxportError` is our bug.
+"""
+
+from __future__ import annotations
+
+
+class JaxportError(Exception):
+    """Base class: a problem with the user's input or environment, explained."""
+
+    code = "invalid_input"
+    http_status = 400
+
+    def __init__(self, message: str, hint: str = "", *, where: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.where = where
+
+    def __str__(self) -> str:
+        where = f"{self.where}: " if self.where else ""
+        return f"{where}{self.message}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": str(self), "hint": self.hint}
+
+
+class ArchiveError(JaxportError):
+    """The uploaded file is not a usable archive (type, size, members, bombs)."""
+
+    code = "bad_archive"
+    http_status = 422
+
+
+class ArchiveTooLarge(ArchiveError):
+    code = "archive_too_large"
+    http_status = 413
+
+
+class ManifestError(JaxportError):
+    """`jaxport.toml` is malformed or refers to things that do not exist."""
+
+    code = "bad_manifest"
+    http_status = 422
+
+
+class ModelLoadError(JaxportError):
+    """A `.keras` file could not be loaded (corrupt, unsafe under safe_mode, unknown layer)."""
+
+    code = "model_load_failed"
+    http_status = 422
+
+
+class ShapeError(JaxportError):
+    """Declared input shapes do not fit the models (found by `jax.eval_shape`)."""
+
+    code = "shape_mismatch"
+    http_status = 422
+
+
+class UnsupportedTarget(JaxportError):
+    code = "unsupported_target"
+    http_status = 400
+
+
+class LoweringError(JaxportError):
+    """A jaxpr primitive (or a form of it) has no plain-TF lowering rule."""
+
+    code = "lowering_unsupported"
+    http_status = 422
+
+
+class TargetError(JaxportError):
+    """Building or running one target failed; recorded in report.json, other targets go on."""
+
+    code = "target_failed"
+    http_status = 500
+
+    def __init__(self, message: str, hint: str = "", *, stage: str = "", where: str = "") -> None:
+        super().__init__(message, hint, where=where)
+        self.stage = stage

@@ -1,0 +1,83 @@
+"""Tensor specs: `dtype[dims]` strings such as `f32[b,4,64,64,3]`.
+
+A dim is an int (fixed) or a name (polymorphic symbol). Equal names mean equal sizes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import ml_dtypes
+import numpy as np
+
+from jaxport.errors import ManifestError
+
+DTYPES: dict[str, np.dtype] = {
+    "f32": np.dtype("float32"),
+    "f16": np.dtype("float16"),
+    "bf16": np.dtype(ml_dtypes.bfloat16),  # numpy has none; ml_dtypes comes with jax
+    "i32": np.dtype("int32"),
+    "i64": np.dtype("int64"),
+    "u8": np.dtype("uint8"),
+    "bool": np.dtype("bool"),
+}
+_SPEC_RE = re.compile(r"^\s*([a-z0-9]+)\s*\[\s*(.*?)\s*\]\s*$")
+_SYMBOL_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+Dim = int | str
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One named input or output: dtype and shape (ints fixed, strings symbolic)."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[Dim, ...]
+
+    @property
+    def symbols(self) -> list[str]:
+        return [d for d in self.shape if isinstance(d, str)]
+
+    @property
+    def tf_shape(self) -> list[int | None]:
+        """The shape with symbolic dims as `None`, as TF signatures want it."""
+        return [d if isinstance(d, int) else None for d in self.shape]
+
+    def concrete(self, sizes: dict[str, int]) -> tuple[int, ...]:
+        """The shape with every symbol replaced by `sizes[symbol]`."""
+        return tuple(d if isinstance(d, int) else sizes[d] for d in self.shape)
+
+    def to_json(self) -> dict:
+        return {"dtype": self.dtype.name, "shape": list(self.shape)}
+
+    def __str__(self) -> str:
+        short = {v: k for k, v in DTYPES.items()}[self.dtype]
+        return f"{short}[{','.join(str(d) for d in self.shape)}]"
+
+
+def parse_spec(name: str, text: str, *, where: str = "") -> TensorSpec:
+    """Parse `dtype[dims]`; raise `ManifestError` naming `where` when it is not one."""
+    match = _SPEC_RE.match(text) if isinstance(text, str) else None
+    hint = f'write it as dtype[dims], e.g. "f32[b,224,224,3]"; dtypes: {", ".join(DTYPES)}'
+    if not match:
+        raise ManifestError(f"input {name!r}: {text!r} is not a tensor spec", hint, where=where)
+    dtype_name, dims_text = match.groups()
+    if dtype_name not in DTYPES:
+        raise ManifestError(
+            f"input {name!r}: unknown dtype {dtype_name!r}", hint, where=where
+        )
+    dims: list[Dim] = []
+    for raw in filter(None, (d.strip() for d in dims_text.split(","))):
+        if raw.isdigit():
+            dims.append(int(raw))
+        elif _SYMBOL_RE.match(raw):
+            dims.append(raw)
+        else:
+            raise ManifestError(
+                f"input {name!r}: dimension {raw!r} is neither an int nor a symbol name",
+                hint,
+                where=where,
+            )
+    return TensorSpec(name, DTYPES[dtype_name], tuple(dims))
