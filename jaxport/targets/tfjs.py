@@ -1,0 +1,195 @@
+"""TF.js target: a plain-TF SavedModel -> a TensorFlow.js graph model (`model.json` + shards).
+
+The SavedModel must be made of ops the TF.js runtime implements. jaxport produces one by
+lowering the function's jaxpr to plain TF ops (`jaxport.lowering`); a jax2tf/orbax SavedModel
+is a single `XlaCallModule` op, which TF.js cannot run, and is refused here.
+
+The converter accepts some graphs the TF.js 4.22 runtime cannot execute: fused activations
+the cpu backend lacks (grappler fuses e.g. `MatMul+BiasAdd+Tanh` into `_FusedMatMul`).
+`runtime_problems` finds those in a converted `model.json`; only running the model (see
+`jaxport.verify.tfjs`) catches the rest (grouped convolutions, for one).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+from jaxport.errors import TargetError
+from jaxport.options import TFJS_QUANTIZATIONS
+
+XLA_OPS = frozenset({"XlaCallModule"})
+# Activations the TF.js cpu backend implements for _FusedConv2D / _FusedMatMul /
+# FusedDepthwiseConv2dNative (tfjs-backend-cpu/src/utils/fused_utils.ts, 4.22).
+_FUSABLE_ACTIVATIONS = frozenset({"Relu", "Relu6", "Elu", "LeakyRelu", "Prelu", "Sigmoid"})
+_FUSED_OPS = frozenset({"_FusedConv2D", "_FusedMatMul", "FusedDepthwiseConv2dNative"})
+_HINT_XLA = (
+    "TF.js cannot run XlaCallModule (the StableHLO op every jax2tf/orbax SavedModel holds, since "
+    "jax ignores enable_xla=False); convert from the plain-TF SavedModel jaxport's lowering makes"
+)
+
+
+def export_tfjs(
+    saved_model_dir: Path,
+    out_dir: Path,
+    *,
+    signature: str = "serving_default",
+    quantization: str | None = None,
+    shard_bytes: int = 4 * 1024 * 1024,
+) -> Path:
+    """Convert one signature of a plain-TF SavedModel to a TF.js graph model in `out_dir`.
+
+    Args:
+      saved_model_dir: a TF2 SavedModel (tag `serve`) of ops TF.js supports.
+      out_dir: where `model.json` and its weight shards go; emptied first if it exists.
+      signature: the signature to convert; its input and output names become the graph
+        model's signature names.
+      quantization: None, or `float16` / `uint8` / `uint16` to quantize every float weight.
+      shard_bytes: maximum size of one weight shard file.
+
+    Returns:
+      `out_dir`, holding `model.json` and `group1-shardNofM.bin` files.
+
+    Raises:
+      TargetError: the SavedModel holds an `XlaCallModule` op or other ops TF.js does not
+        support (each named), fused activations the TF.js runtime lacks, or bad options.
+    """
+    saved_model_dir, out_dir = Path(saved_model_dir), Path(out_dir)
+    if quantization is not None and quantization not in TFJS_QUANTIZATIONS:
+        raise TargetError(
+            f"unknown TF.js quantization {quantization!r}", f"choose from {', '.join(TFJS_QUANTIZATIONS)}",
+            stage="convert",
+        )
+    if shard_bytes < 1:
+        raise TargetError(f"shard_bytes must be positive, got {shard_bytes}", stage="convert")
+
+    ops = signature_ops(saved_model_dir, signature)
+    if xla := sorted(ops & XLA_OPS):
+        raise TargetError(
+            f"signature {signature!r} of {saved_model_dir} holds {', '.join(xla)}, which TF.js cannot run",
+            _HINT_XLA,
+            stage="convert",
+        )
+    from jaxport.tfjs_converter import converters
+
+    # Convert into a fresh directory next to out_dir so a failure leaves no half-written model.
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        try:
+            converters().convert_tf_saved_model(
+                str(saved_model_dir),
+                str(staging),
+                signature_def=signature,
+                saved_model_tags="serve",
+                quantization_dtype_map={quantization: True} if quantization else None,
+                weight_shard_size_bytes=shard_bytes,
+            )
+        except Exception as exc:  # the converter raises bare ValueError/Exception
+            message = str(exc).replace("\n", ": ")
+            hint = "rewrite the named ops with ops TF.js has" if "Unsupported Ops" in message else ""
+            raise TargetError(f"the TF.js converter failed: {message}", hint, stage="convert") from exc
+        if problems := runtime_problems(staging / "model.json"):
+            raise TargetError(
+                "the converted model needs what the TF.js runtime lacks: " + "; ".join(problems),
+                "avoid the named ops or fused activations in the lowered graph",
+                stage="convert",
+            )
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+def signature_ops(saved_model_dir: Path, signature: str = "serving_default") -> frozenset[str]:
+    """Op types reachable from `signature`'s outputs, nested functions included.
+
+    Reads `saved_model.pb` only (no variables, no tracing). Raises `TargetError` when the
+    directory is not a SavedModel or lacks the signature.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    pb = Path(saved_model_dir) / "saved_model.pb"
+    if not pb.is_file():
+        raise TargetError(f"{saved_model_dir} is not a SavedModel (no saved_model.pb)", stage="convert")
+    saved_model = saved_model_pb2.SavedModel.FromString(pb.read_bytes())
+    graphs = [m for m in saved_model.meta_graphs if "serve" in m.meta_info_def.tags]
+    if not graphs:
+        raise TargetError(f"{saved_model_dir} has no MetaGraph tagged 'serve'", stage="convert")
+    meta_graph = graphs[0]
+    if signature not in meta_graph.signature_def:
+        raise TargetError(
+            f"{saved_model_dir} has no signature {signature!r}",
+            f"signatures: {', '.join(sorted(meta_graph.signature_def)) or 'none'}",
+            stage="convert",
+        )
+    graph = meta_graph.graph_def
+    functions = {f.signature.name: f for f in graph.library.function}
+    nodes = {n.name: n for n in graph.node}
+    todo = [t.name.split(":")[0].lstrip("^") for t in meta_graph.signature_def[signature].outputs.values()]
+    seen_nodes: set[str] = set()
+    seen_functions: set[str] = set()
+    ops: set[str] = set()
+
+    def visit(node: Any) -> Iterable[str]:
+        """Record the node's op; return the functions it calls."""
+        ops.add(node.op)
+        for value in node.attr.values():
+            if value.HasField("func"):
+                yield value.func.name
+            elif value.HasField("list"):
+                yield from (f.name for f in value.list.func)
+        if node.op in functions:  # a library function called directly as an op
+            yield node.op
+
+    called: list[str] = []
+    while todo:
+        name = todo.pop()
+        if name in seen_nodes or name not in nodes:
+            continue
+        seen_nodes.add(name)
+        node = nodes[name]
+        called.extend(visit(node))
+        todo.extend(i.split(":")[0].lstrip("^") for i in node.input)
+    while called:
+        fname = called.pop()
+        if fname in seen_functions or fname not in functions:
+            continue
+        seen_functions.add(fname)
+        for node in functions[fname].node_def:
+            called.extend(visit(node))
+    return frozenset(ops - functions.keys())
+
+
+def runtime_problems(model_json: Path) -> list[str]:
+    """What in a converted `model.json` the TF.js 4.22 runtime cannot run; empty when none seen.
+
+    Checks every node (functions included) against the runtime's op list, and fused
+    convolution/matmul nodes against the activations the cpu backend implements.
+    """
+    from jaxport.tfjs_converter import supported_ops
+
+    topology = json.loads(Path(model_json).read_text())["modelTopology"]
+    nodes = list(topology.get("node", []))
+    for function in topology.get("library", {}).get("function", []):
+        nodes.extend(function.get("nodeDef", []))
+    functions = {f["signature"]["name"] for f in topology.get("library", {}).get("function", [])}
+    problems: set[str] = set()
+    known = supported_ops()
+    for node in nodes:
+        op = node["op"]
+        if op not in known and op not in functions:
+            problems.add(f"op {op}")
+        if op in _FUSED_OPS:
+            encoded = node.get("attr", {}).get("fused_ops", {}).get("list", {}).get("s", [])
+            fused = [base64.b64decode(s).decode() for s in encoded]
+            if fused and fused[0] != "BiasAdd":
+                problems.add(f"{op} fused with {fused[0]}")
+            problems.update(f"{op} fused with {a}" for a in fused[1:] if a not in _FUSABLE_ACTIVATIONS)
+    return sorted(problems)

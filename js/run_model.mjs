@@ -1,0 +1,170 @@
+// jaxport's TF.js runner: a persistent process that loads converted graph models from local
+// files and runs them on the pure-JS cpu backend (what TF.js users in browsers fall back to).
+//
+// Protocol: one JSON request per line on stdin, one JSON reply per line on stdout, in order.
+// Nothing else is ever written to stdout (console output goes to stderr).
+//
+//   {"id": 1, "op": "ping"}
+//     -> {"id": 1, "ok": true, "tfjs": "4.22.0", "backend": "cpu"}
+//   {"id": 2, "op": "run", "model": "/abs/dir",            // holds model.json + weight shards
+//    "inputs": {"x": {"dtype": "float32", "shape": [3, 4], "data": "<base64, little-endian>"}},
+//    "bench": {"warmup": 2, "runs": 10}}                   // optional: time N runs after warm-up
+//     -> {"id": 2, "ok": true,
+//         "outputs": {"y": {"dtype": "float32", "shape": [3, 2], "data": "...",
+//                           "signature_dtype": "DT_FLOAT"}},
+//         "timing": {"runs": 10, "median_ms": 1.2, "min_ms": 1.1, "max_ms": 1.5}}
+//   on failure -> {"id": 2, "ok": false, "stage": "load" | "run" | "request", "error": "..."}
+//
+// Inputs and outputs are keyed by the model's signature names (model.json `signature`); the
+// model runs with `executeAsync`, which also handles control flow (while loops).
+// Input dtypes: float32, int32, bool (1 byte per element). Loaded models are cached per
+// directory (reloaded when model.json changes), at most MAX_MODELS at a time.
+
+import { readFile, stat } from "node:fs/promises";
+import path from "node:path";
+import readline from "node:readline";
+
+// stdout carries replies only. executeAsync warns on every run of a model without control
+// flow; that advice does not apply to a verifier, so it is dropped.
+const NOISE = /^This model execution did not contain any nodes with control flow/;
+for (const level of ["log", "info", "warn", "debug"]) {
+  console[level] = (...args) => {
+    if (!NOISE.test(String(args[0]))) console.error(...args);
+  };
+}
+
+const tf = await import("@tensorflow/tfjs");
+await tf.setBackend("cpu");
+await tf.ready();
+
+const MAX_MODELS = 4;
+const models = new Map(); // dir -> {mtimeMs, model}, in least-recently-used order
+
+const TYPED = { float32: Float32Array, int32: Int32Array, bool: Uint8Array };
+
+/** An IOHandler reading model.json and its weight shards from `dir` (no fetch, no http). */
+function fileHandler(dir) {
+  return {
+    async load() {
+      const modelJSON = JSON.parse(await readFile(path.join(dir, "model.json"), "utf8"));
+      return tf.io.getModelArtifactsForJSON(modelJSON, async (manifest) => {
+        const specs = [];
+        const buffers = [];
+        for (const group of manifest) {
+          for (const rel of group.paths) {
+            const file = path.resolve(dir, rel);
+            if (path.relative(dir, file).startsWith("..")) {
+              throw new Error(`weight path ${rel} leaves the model directory`);
+            }
+            const bytes = await readFile(file);
+            buffers.push(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+          }
+          specs.push(...group.weights);
+        }
+        return [specs, buffers];
+      });
+    },
+  };
+}
+
+async function getModel(dir) {
+  const { mtimeMs } = await stat(path.join(dir, "model.json"));
+  const cached = models.get(dir);
+  models.delete(dir);
+  if (cached && cached.mtimeMs === mtimeMs) {
+    models.set(dir, cached);
+    return cached.model;
+  }
+  cached?.model.dispose();
+  const model = await tf.loadGraphModel(fileHandler(dir));
+  models.set(dir, { mtimeMs, model });
+  for (const [oldDir, old] of models) {
+    if (models.size <= MAX_MODELS) break;
+    old.model.dispose();
+    models.delete(oldDir);
+  }
+  return model;
+}
+
+function decode(name, { dtype, shape, data }) {
+  const Typed = TYPED[dtype];
+  if (!Typed) throw new Error(`input ${name}: dtype ${dtype} is not one of ${Object.keys(TYPED)}`);
+  const bytes = Buffer.from(data, "base64");
+  const aligned = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+  return tf.tensor(new Typed(aligned), shape, dtype);
+}
+
+async function encode(tensor) {
+  if (!(tensor.dtype in TYPED)) throw new Error(`output dtype ${tensor.dtype} is not supported`);
+  const values = await tensor.data();
+  const bytes = Buffer.from(values.buffer, values.byteOffset, values.byteLength);
+  return { dtype: tensor.dtype, shape: tensor.shape, data: bytes.toString("base64") };
+}
+
+async function execute(model, inputs, outputNames) {
+  const result = await model.executeAsync(inputs, outputNames);
+  return Array.isArray(result) ? result : [result];
+}
+
+async function run(request) {
+  const dir = path.resolve(request.model);
+  let model;
+  try {
+    model = await getModel(dir);
+  } catch (err) {
+    return { ok: false, stage: "load", error: `loading ${dir}: ${err.message}` };
+  }
+  const signatureOutputs = model.signature?.outputs ?? {};
+  const outputNames = Object.keys(signatureOutputs);
+  if (outputNames.length === 0) {
+    return { ok: false, stage: "load", error: `${dir}/model.json has no signature outputs` };
+  }
+  const inputs = {};
+  try {
+    for (const [name, spec] of Object.entries(request.inputs ?? {})) inputs[name] = decode(name, spec);
+    let outs = await execute(model, inputs, outputNames);
+    let timing = null;
+    if (request.bench) {
+      const { warmup = 1, runs = 10 } = request.bench;
+      const times = [];
+      for (let i = 0; i < warmup + runs; i++) {
+        tf.dispose(outs);
+        const t0 = performance.now();
+        outs = await execute(model, inputs, outputNames);
+        await Promise.all(outs.map((t) => t.data()));
+        if (i >= warmup) times.push(performance.now() - t0);
+      }
+      times.sort((a, b) => a - b);
+      const mid = times.length >> 1;
+      const median = times.length % 2 ? times[mid] : (times[mid - 1] + times[mid]) / 2;
+      timing = { runs, median_ms: median, min_ms: times[0], max_ms: times[times.length - 1] };
+    }
+    const outputs = {};
+    for (const [i, name] of outputNames.entries()) {
+      outputs[name] = { ...(await encode(outs[i])), signature_dtype: signatureOutputs[name].dtype };
+    }
+    tf.dispose(outs);
+    return { ok: true, outputs, timing };
+  } catch (err) {
+    return { ok: false, stage: "run", error: err.message };
+  } finally {
+    tf.dispose(Object.values(inputs));
+  }
+}
+
+async function handle(line) {
+  let request;
+  try {
+    request = JSON.parse(line);
+  } catch (err) {
+    return { id: null, ok: false, stage: "request", error: `bad JSON request: ${err.message}` };
+  }
+  const { id = null, op } = request;
+  if (op === "ping") return { id, ok: true, tfjs: tf.version.tfjs, backend: tf.getBackend() };
+  if (op === "run") return { id, ...(await run(request)) };
+  return { id, ok: false, stage: "request", error: `unknown op ${JSON.stringify(op)}` };
+}
+
+for await (const line of readline.createInterface({ input: process.stdin, crlfDelay: Infinity })) {
+  if (line.trim()) process.stdout.write(JSON.stringify(await handle(line)) + "\n");
+}
