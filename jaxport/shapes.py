@@ -26,7 +26,9 @@ def _dim_name(dim) -> int | str:
 
 
 def infer_outputs(program: Program) -> None:
-    """Fill each function's `output_specs` by abstract evaluation; `ShapeError` if it fails.
+    """Fill each function's `output_specs` (and empty `outputs`) by abstract evaluation.
+
+    Raises `ShapeError` if tracing fails or the returned names differ from `outputs`.
 
     This runs before any export so that a declared shape that does not fit the models is
     reported once, clearly, instead of as a converter traceback.
@@ -42,6 +44,8 @@ def infer_outputs(program: Program) -> None:
                 "check the input shapes and dtypes in [functions.*.inputs] against the models' "
                 "expected inputs, and the axes of vmap and ops",
             ) from None
+        if isinstance(out, dict) and not function.outputs:
+            function.outputs = list(out)
         if not isinstance(out, dict) or set(out) != set(function.outputs):
             got = sorted(out) if isinstance(out, dict) else type(out).__name__
             raise ShapeError(

@@ -1,0 +1,28 @@
+"""The library entry point: export any JAX function with a params pytree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from jaxport.options import ConvertOptions
+
+
+def export(fn: Callable[..., Any], params: Any, *, inputs: dict[str, str], out_dir: str | Path,
+           targets: list[str] | tuple[str, ...] = ("savedmodel", "tflite", "tfjs"),
+           name: str = "serving_default", progress: Callable[[str, float, str], None] | None = None,
+           **options: Any) -> dict:
+    """Export `fn(params, *inputs)` to `out_dir`; return the report (also in `report.json`).
+
+    `inputs` maps input names, in call order, to specs such as `"f32[b,2]"` (symbolic dims are
+    names). `fn` may return an array, a tuple of arrays or a dict. Other keyword options are
+    `ConvertOptions` fields (quantize, tfjs_quantize, atol, rtol, batch_sizes, ...).
+    Raises `JaxportError` for bad specs or a function that does not trace; a target that fails
+    is recorded in the report with `status: "failed"`.
+    """
+    from jaxport.compose import load_function_program
+    from jaxport.pipeline import convert_program
+
+    opts = ConvertOptions(targets=list(targets), trusted=True, **options)
+    program = load_function_program(fn, params, inputs, name=name)
+    return convert_program(program, Path(out_dir), opts, progress)

@@ -1,0 +1,1 @@
+"""Targets: one module per artifact format, each with one entry function (as keras/src/export)."""

@@ -1,0 +1,1 @@
+"""Verification: run each artifact in its own runtime and compare with the JAX output."""

@@ -1,0 +1,41 @@
+"""Run artifacts in their real runtimes: TensorFlow for SavedModels, LiteRT for TFLite.
+
+Both take and return named numpy arrays; the TF.js runner lives in `verify/tfjs.py`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+class SavedModelRunner:
+    """`tf.saved_model.load` once, then call signatures by name."""
+
+    def __init__(self, path: Path) -> None:
+        import tensorflow as tf
+
+        self._tf = tf
+        self._loaded = tf.saved_model.load(str(path))
+
+    def run(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        fn = self._loaded.signatures[signature]
+        out = fn(**{k: self._tf.constant(v) for k, v in inputs.items()})
+        return {k: v.numpy() for k, v in out.items()}
+
+
+class TfliteRunner:
+    """An `ai_edge_litert` interpreter; signature runners resize inputs to each call's shapes."""
+
+    def __init__(self, path: Path, num_threads: int = 1) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+
+    def signatures(self) -> dict:
+        return self._interpreter.get_signature_list()
+
+    def run(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        runner = self._interpreter.get_signature_runner(signature)
+        return {k: np.array(v) for k, v in runner(**inputs).items()}
