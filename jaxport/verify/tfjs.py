@@ -81,6 +81,7 @@ class TfjsRunner:
         self._proc: subprocess.Popen[str] | None = None
         self._replies: queue.Queue[str | None] = queue.Queue()
         self._stderr: collections.deque[str] = collections.deque(maxlen=40)
+        self._stderr_pump: threading.Thread | None = None
         self._lock = threading.Lock()
         self._next_id = 0
         self.info: dict[str, Any] = {}
@@ -105,6 +106,10 @@ class TfjsRunner:
         self.close()
 
     # -- requests ----------------------------------------------------------------------------
+
+    def ping(self) -> dict[str, Any]:
+        """Check the process answers; returns the TF.js version and backend."""
+        return self._request({"op": "ping"})
 
     def run(self, model_dir: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the graph model in `model_dir` (model.json + shards) on named inputs once.
@@ -168,6 +173,8 @@ class TfjsRunner:
             line = None
         if line is None:
             self._stop()
+            if self._stderr_pump is not None:
+                self._stderr_pump.join(timeout=2)
             raise TargetError(f"the TF.js runner (Node) exited: {self._stderr_tail()}", INSTALL_HINT, stage="verify")
         reply = json.loads(line)
         if reply.get("id") != request["id"]:
@@ -199,7 +206,9 @@ class TfjsRunner:
             bufsize=1,
         )
         threading.Thread(target=_pump, args=(self._proc.stdout, self._replies.put), daemon=True).start()
-        threading.Thread(target=_pump, args=(self._proc.stderr, self._stderr.append), daemon=True).start()
+        # stderr is drained all the time (a full pipe would block Node); its tail explains exits.
+        self._stderr_pump = threading.Thread(target=_pump, args=(self._proc.stderr, self._stderr.append), daemon=True)
+        self._stderr_pump.start()
         self.info = self._exchange({"op": "ping"})
 
     def _stop(self) -> None:
@@ -215,7 +224,8 @@ class TfjsRunner:
             proc.wait()
 
     def _stderr_tail(self) -> str:
-        return " | ".join(line.strip() for line in list(self._stderr)[-8:] if line.strip()) or "no output"
+        lines = [line.strip() for line in list(self._stderr) if line and line.strip()]
+        return " | ".join(lines[-8:]) or "no message"
 
 
 def _pump(stream: Any, sink: Any) -> None:

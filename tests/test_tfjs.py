@@ -1,0 +1,231 @@
+"""TF.js target end to end: plain-TF SavedModels -> tensorflowjs converter -> TF.js in Node.
+
+Real converter, real runtime (`@tensorflow/tfjs` 4.22 cpu backend via `TfjsRunner`); the
+reference is the same SavedModel run in TensorFlow. Needs `scripts/install-js` to have run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from jaxport.errors import TargetError
+from jaxport.targets.tfjs import export_tfjs, runtime_problems
+from jaxport.verify.tfjs import TfjsRunner, TfjsUnavailable
+
+tf = pytest.importorskip("tensorflow")
+
+BATCHES = (1, 3)
+
+
+@pytest.fixture(scope="session")
+def runner() -> TfjsRunner:
+    with TfjsRunner() as r:
+        yield r
+
+
+def _save(tmp: Path, name: str, module: tf.Module) -> Path:
+    path = tmp / f"{name}_savedmodel"
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.__call__})
+    return path
+
+
+def _var(rng: np.random.Generator, *shape: int) -> tf.Variable:
+    return tf.Variable(rng.normal(scale=0.5, size=shape).astype(np.float32))
+
+
+class DenseNet(tf.Module):
+    """Dense -> relu -> dense, batch dim None; 3.3 KB of weights (several 1 KB shards)."""
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(0)
+        self.w1, self.b1 = _var(rng, 4, 64), _var(rng, 64)
+        self.w2, self.b2 = _var(rng, 64, 8), _var(rng, 8)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+    def __call__(self, x):
+        return {"y": tf.nn.relu(x @ self.w1 + self.b1) @ self.w2 + self.b2}
+
+
+class ConvNet(tf.Module):
+    def __init__(self) -> None:
+        rng = np.random.default_rng(1)
+        self.k, self.kb = _var(rng, 3, 3, 3, 8), _var(rng, 8)
+        self.d = _var(rng, 8, 5)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 3], tf.float32, name="image")])
+    def __call__(self, image):
+        h = tf.nn.relu(tf.nn.conv2d(image, self.k, strides=1, padding="SAME") + self.kb)
+        h = tf.nn.max_pool2d(h, 2, 2, "VALID")
+        return {"logits": tf.reduce_mean(h, axis=[1, 2]) @ self.d}
+
+
+class TwoInTwoOut(tf.Module):
+    def __init__(self) -> None:
+        self.w = _var(np.random.default_rng(2), 6, 3)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, 4], tf.float32, name="a"),
+            tf.TensorSpec([None, 2], tf.int32, name="b"),
+        ]
+    )
+    def __call__(self, a, b):
+        mixed = tf.concat([a, tf.cast(b, tf.float32)], axis=1) @ self.w
+        return {"mixed": tf.sigmoid(mixed), "count": tf.reduce_sum(b, axis=1) * 2}
+
+
+class WhileLoop(tf.Module):
+    """A data-dependent `tf.while_loop`: TF.js runs it only under `executeAsync`."""
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x"), tf.TensorSpec([], tf.int32, name="n")]
+    )
+    def __call__(self, x, n):
+        _, y = tf.while_loop(lambda i, y: i < n, lambda i, y: (i + 1, 0.9 * y + tf.sin(y)), (0, x))
+        return {"y": y}
+
+
+class DenseTanh(tf.Module):
+    """Grappler fuses MatMul+BiasAdd+Tanh into _FusedMatMul; TF.js 4.22 cpu has no fused tanh."""
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(3)
+        self.w, self.b = _var(rng, 4, 4), _var(rng, 4)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+    def __call__(self, x):
+        return {"y": tf.tanh(x @ self.w + self.b)}
+
+
+class GroupedConv(tf.Module):
+    """Input depth 4, filter depth 2: a grouped convolution the converter passes, TF.js cannot run."""
+
+    def __init__(self) -> None:
+        self.k = _var(np.random.default_rng(4), 3, 3, 2, 4)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 6, 6, 4], tf.float32, name="x")])
+    def __call__(self, x):
+        return {"y": tf.nn.conv2d(x, self.k, strides=1, padding="SAME")}
+
+
+class Erfc(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+    def __call__(self, x):
+        return {"y": tf.math.erfc(x)}
+
+
+def _inputs(module: tf.Module, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random inputs for the module's signature; `None` dims become `batch`, `n` (loop count) 5."""
+    out = {}
+    for spec in module.__call__.input_signature:
+        shape = [batch if d is None else d for d in spec.shape.as_list()]
+        if spec.name == "n":
+            out[spec.name] = np.array(5, np.int32)
+        elif spec.dtype == tf.int32:
+            out[spec.name] = rng.integers(-5, 5, size=shape).astype(np.int32)
+        else:
+            out[spec.name] = rng.normal(size=shape).astype(np.float32)
+    return out
+
+
+def _reference(saved_model: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    fn = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
+    return {k: v.numpy() for k, v in fn(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
+
+
+def _check_parity(
+    runner: TfjsRunner, module: tf.Module, saved_model: Path, model_dir: Path, *, atol: float, rtol: float
+) -> None:
+    rng = np.random.default_rng(7)
+    for batch in BATCHES:
+        inputs = _inputs(module, batch, rng)
+        want = _reference(saved_model, inputs)
+        got = runner.run(model_dir, inputs)
+        assert got.keys() == want.keys()
+        for name in want:
+            assert got[name].dtype == want[name].dtype, name
+            assert got[name].shape == want[name].shape, name
+            np.testing.assert_allclose(got[name], want[name], atol=atol, rtol=rtol, err_msg=f"{name} batch {batch}")
+
+
+@pytest.mark.parametrize("make", [DenseNet, ConvNet, TwoInTwoOut, WhileLoop], ids=lambda m: m.__name__)
+def test_parity_in_node(runner: TfjsRunner, tmp_path: Path, make: Callable[[], tf.Module]) -> None:
+    module = make()
+    saved_model = _save(tmp_path, make.__name__, module)
+    model_dir = export_tfjs(saved_model, tmp_path / "tfjs")
+    assert runtime_problems(model_dir / "model.json") == []
+    _check_parity(runner, module, saved_model, model_dir, atol=1e-5, rtol=1e-5)
+
+
+def test_shards_and_timing(runner: TfjsRunner, tmp_path: Path) -> None:
+    module = DenseNet()
+    saved_model = _save(tmp_path, "dense", module)
+    model_dir = export_tfjs(saved_model, tmp_path / "tfjs", shard_bytes=1024)
+    manifest = json.loads((model_dir / "model.json").read_text())["weightsManifest"]
+    shards = [model_dir / p for group in manifest for p in group["paths"]]
+    assert len(shards) == 4 and all(p.stat().st_size <= 1024 for p in shards)
+    inputs = _inputs(module, 3, np.random.default_rng(0))
+    outputs, timing = runner.benchmark(model_dir, inputs, warmup=1, runs=3)
+    np.testing.assert_allclose(outputs["y"], _reference(saved_model, inputs)["y"], atol=1e-5, rtol=1e-5)
+    assert timing.runs == 3 and 0 < timing.min_ms <= timing.median_ms <= timing.max_ms
+
+
+@pytest.mark.parametrize("quantization, bytes_per_weight, tol", [("float16", 2, 1e-2), ("uint8", 1, 5e-2)])
+def test_weight_quantization(
+    runner: TfjsRunner, tmp_path: Path, quantization: str, bytes_per_weight: int, tol: float
+) -> None:
+    module = DenseNet()
+    saved_model = _save(tmp_path, "dense", module)
+    model_dir = export_tfjs(saved_model, tmp_path / "tfjs", quantization=quantization)
+    weights = sum(p.stat().st_size for p in model_dir.glob("*.bin"))
+    assert weights <= 840 * bytes_per_weight + 64  # 840 float weights; uint8 adds min/scale
+    _check_parity(runner, module, saved_model, model_dir, atol=tol, rtol=tol)
+
+
+def test_refuses_xla_call_module(tmp_path: Path) -> None:
+    import jax.numpy as jnp
+    from jax.experimental import jax2tf
+
+    module = tf.Module()
+    module.__call__ = tf.function(
+        jax2tf.convert(lambda x: {"y": jnp.sin(x) * 2}, polymorphic_shapes=["(b, 4)"]),
+        input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")],
+        autograph=False,
+    )
+    saved_model = _save(tmp_path, "jax2tf", module)
+    with pytest.raises(TargetError, match="XlaCallModule") as info:
+        export_tfjs(saved_model, tmp_path / "tfjs")
+    assert "lowering" in info.value.hint
+    assert not (tmp_path / "tfjs").exists()
+
+
+def test_converter_rejects_unsupported_op(tmp_path: Path) -> None:
+    with pytest.raises(TargetError, match="Erfc"):
+        export_tfjs(_save(tmp_path, "erfc", Erfc()), tmp_path / "tfjs")
+    assert not (tmp_path / "tfjs").exists()
+
+
+def test_refuses_fused_activation_tfjs_lacks(tmp_path: Path) -> None:
+    with pytest.raises(TargetError, match="_FusedMatMul fused with Tanh"):
+        export_tfjs(_save(tmp_path, "tanh", DenseTanh()), tmp_path / "tfjs")
+
+
+def test_runtime_failure_names_the_op(runner: TfjsRunner, tmp_path: Path) -> None:
+    module = GroupedConv()
+    model_dir = export_tfjs(_save(tmp_path, "grouped", module), tmp_path / "tfjs")
+    with pytest.raises(TargetError, match="(?i)conv2d") as info:
+        runner.run(model_dir, _inputs(module, 1, np.random.default_rng(0)))
+    assert info.value.message.startswith("TF.js could not run the model")
+    assert runner.info["tfjs"] == "4.22.0"  # still alive and usable after the failure
+    assert runner.ping()["ok"]
+
+
+def test_missing_runtime_has_install_hint(tmp_path: Path) -> None:
+    with pytest.raises(TfjsUnavailable, match="not installed") as info:
+        TfjsRunner(tmp_path).start()
+    assert "scripts/install-js" in info.value.hint
