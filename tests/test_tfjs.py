@@ -79,6 +79,20 @@ class TwoInTwoOut(tf.Module):
         return {"mixed": tf.sigmoid(mixed), "count": tf.reduce_sum(b, axis=1) * 2}
 
 
+class DTypes(tf.Module):
+    """int64/bool inputs and bool/uint8/int64 outputs: TF.js computes in int32/bool."""
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, 3], tf.int64, name="i"),
+            tf.TensorSpec([None, 3], tf.bool, name="m"),
+            tf.TensorSpec([None, 3], tf.float32, name="x"),
+        ]
+    )
+    def __call__(self, i, m, x):
+        return {"pos": x > 0, "sel": tf.where(m, x, -x), "i3": i * 3, "u": tf.cast(tf.abs(i), tf.uint8)}
+
+
 class WhileLoop(tf.Module):
     """A data-dependent `tf.while_loop`: TF.js runs it only under `executeAsync`."""
 
@@ -126,8 +140,10 @@ def _inputs(module: tf.Module, batch: int, rng: np.random.Generator) -> dict[str
         shape = [batch if d is None else d for d in spec.shape.as_list()]
         if spec.name == "n":
             out[spec.name] = np.array(5, np.int32)
-        elif spec.dtype == tf.int32:
-            out[spec.name] = rng.integers(-5, 5, size=shape).astype(np.int32)
+        elif spec.dtype == tf.bool:
+            out[spec.name] = rng.random(size=shape) > 0.5
+        elif spec.dtype.is_integer:
+            out[spec.name] = rng.integers(-5, 5, size=shape).astype(spec.dtype.as_numpy_dtype)
         else:
             out[spec.name] = rng.normal(size=shape).astype(np.float32)
     return out
@@ -153,7 +169,7 @@ def _check_parity(
             np.testing.assert_allclose(got[name], want[name], atol=atol, rtol=rtol, err_msg=f"{name} batch {batch}")
 
 
-@pytest.mark.parametrize("make", [DenseNet, ConvNet, TwoInTwoOut, WhileLoop], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("make", [DenseNet, ConvNet, TwoInTwoOut, DTypes, WhileLoop], ids=lambda m: m.__name__)
 def test_parity_in_node(runner: TfjsRunner, tmp_path: Path, make: Callable[[], tf.Module]) -> None:
     module = make()
     saved_model = _save(tmp_path, make.__name__, module)

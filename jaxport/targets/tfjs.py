@@ -13,7 +13,10 @@ the cpu backend lacks (grappler fuses e.g. `MatMul+BiasAdd+Tanh` into `_FusedMat
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import json
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,6 +24,8 @@ from typing import Any, Iterable
 
 from jaxport.errors import TargetError
 from jaxport.options import TFJS_QUANTIZATIONS
+
+log = logging.getLogger(__name__)
 
 XLA_OPS = frozenset({"XlaCallModule"})
 # Activations the TF.js cpu backend implements for _FusedConv2D / _FusedMatMul /
@@ -77,22 +82,29 @@ def export_tfjs(
     from jaxport.tfjs_converter import converters
 
     # Convert into a fresh directory next to out_dir so a failure leaves no half-written model.
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "model.json").is_file():
+        raise TargetError(f"{out_dir} exists and is not a TF.js model directory; not replacing it", stage="convert")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    chatter = io.StringIO()  # the converter print()s notes; stdout belongs to the CLI
     try:
         try:
-            converters().convert_tf_saved_model(
-                str(saved_model_dir),
-                str(staging),
-                signature_def=signature,
-                saved_model_tags="serve",
-                quantization_dtype_map={quantization: True} if quantization else None,
-                weight_shard_size_bytes=shard_bytes,
-            )
+            with contextlib.redirect_stdout(chatter):
+                converters().convert_tf_saved_model(
+                    str(saved_model_dir),
+                    str(staging),
+                    signature_def=signature,
+                    saved_model_tags="serve",
+                    quantization_dtype_map={quantization: True} if quantization else None,
+                    weight_shard_size_bytes=shard_bytes,
+                )
         except Exception as exc:  # the converter raises bare ValueError/Exception
             message = str(exc).replace("\n", ": ")
             hint = "rewrite the named ops with ops TF.js has" if "Unsupported Ops" in message else ""
             raise TargetError(f"the TF.js converter failed: {message}", hint, stage="convert") from exc
+        finally:
+            for line in chatter.getvalue().splitlines():
+                log.info("tensorflowjs: %s", line)
         if problems := runtime_problems(staging / "model.json"):
             raise TargetError(
                 "the converted model needs what the TF.js runtime lacks: " + "; ".join(problems),
