@@ -1,0 +1,1 @@
+"""The jaxport HTTP service (FastAPI): a thin layer over `jaxport.jobs` and `jaxport.storage`."""

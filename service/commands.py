@@ -1,0 +1,232 @@
+"""`jaxport up | serve | worker | submit` (DESIGN.md §6). `register(subparsers)` adds them to the
+`jaxport` CLI; `python -m service <command>` runs them without it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+from jaxport.options import ALL_TARGETS
+
+log = logging.getLogger("jaxport.service")
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+
+
+class CommandError(Exception):
+    """A problem the user of a command can fix; printed as `error: ...` (exit 2)."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the service commands to a `jaxport` argparse parser."""
+    p = subparsers.add_parser("up", help="API + worker + local Redis + file storage, in one go")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--concurrency", type=int, default=1, help="conversions at once")
+    p.set_defaults(run=cmd_up)
+
+    p = subparsers.add_parser("serve", help="the HTTP API alone (reads JAXPORT_* variables)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind; without API keys only 127.0.0.1 is allowed")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(run=cmd_serve)
+
+    p = subparsers.add_parser("worker", help="a Celery worker alone (start more to scale out)")
+    p.add_argument("--concurrency", type=int, default=1, help="pool processes (one job each)")
+    p.add_argument("--loglevel", default="INFO")
+    p.set_defaults(run=cmd_worker)
+
+    p = subparsers.add_parser("submit", help="upload an archive to a jaxport server")
+    p.add_argument("archive", type=Path)
+    p.add_argument("--server", required=True, help="e.g. http://127.0.0.1:8000")
+    p.add_argument("--wait", action="store_true", help="follow progress until the job ends")
+    p.add_argument("-o", "--out", type=Path, help="download and unpack the bundle here (implies --wait)")
+    p.add_argument("--targets", help=f"comma-separated subset of {','.join(ALL_TARGETS)}")
+    p.add_argument("--options", help="more conversion options as a JSON object")
+    p.add_argument("--api-key", default=os.environ.get("JAXPORT_API_KEY"),
+                   help="bearer key (default $JAXPORT_API_KEY)")
+    p.add_argument("--idempotency-key", help="resubmitting with the same key returns the same job")
+    p.set_defaults(run=cmd_submit)
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.app import create_app
+    from service.config import Settings
+
+    _setup_logging()
+    settings = Settings.from_env()
+    host = args.host
+    if not settings.auth_enabled and host not in LOCAL_HOSTS:
+        log.warning("no API keys (JAXPORT_API_KEYS / JAXPORT_API_KEYS_FILE): binding 127.0.0.1 "
+                    "instead of %s; configure keys to serve other machines", host)
+        host = "127.0.0.1"
+    log.info("jaxport API on http://%s:%d (storage %s, redis %s)", host, args.port,
+             settings.storage_url, _redact(settings.redis_url))
+    uvicorn.run(create_app(settings), host=host, port=args.port, log_level="info",
+                timeout_graceful_shutdown=5)
+    return EXIT_OK
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from workers.app import QUEUE, celery_app
+
+    celery_app.worker_main(["worker", f"--concurrency={args.concurrency}", f"--queues={QUEUE}",
+                            f"--loglevel={args.loglevel}", f"--hostname=jaxport-{os.getpid()}@%h",
+                            "--without-gossip", "--without-mingle"])
+    return EXIT_OK
+
+
+def _redact(url: str) -> str:
+    parsed = urlparse(url)
+    return url.replace(parsed.password, "***") if parsed.password else url
+
+
+# --- up ------------------------------------------------------------------------------------------
+
+def _redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def _start_local_redis(url: str, data_dir: Path) -> subprocess.Popen:
+    """Start `redis-server` for `url` (a local address) with AOF under `data_dir`."""
+    parsed = urlparse(url)
+    if parsed.hostname not in LOCAL_HOSTS:
+        raise CommandError(f"no Redis answers at {_redact(url)}, and it is not a local address "
+                           "that `jaxport up` could start one on")
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise CommandError("no Redis answers and `redis-server` is not installed: install it "
+                           "(`apt-get install redis-server`, `brew install redis`) or point "
+                           "JAXPORT_REDIS_URL at a running Redis")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([binary, "--port", str(parsed.port or 6379), "--bind", parsed.hostname,
+                             "--dir", str(data_dir), "--appendonly", "yes", "--save", ""],
+                            stdout=subprocess.DEVNULL)
+    for _ in range(50):
+        if _redis_answers(url):
+            return proc
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    raise CommandError(f"redis-server did not start on {_redact(url)} (port in use?)")
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from jaxport.jobs import DEFAULT_REDIS_URL
+
+    _setup_logging()
+    url = os.environ.setdefault("JAXPORT_REDIS_URL", DEFAULT_REDIS_URL)
+    children: list[subprocess.Popen] = []
+    if not _redis_answers(url):
+        log.info("no Redis at %s: starting redis-server (data in .jaxport/redis)", _redact(url))
+        children.append(_start_local_redis(url, Path(".jaxport/redis")))
+    me = [sys.executable, "-m", "service"]
+    children.append(subprocess.Popen([*me, "worker", f"--concurrency={args.concurrency}"]))
+    children.append(subprocess.Popen([*me, "serve", f"--host={args.host}", f"--port={args.port}"]))
+    print(f"jaxport is up: http://{args.host}:{args.port}  (API docs at /docs; Ctrl-C stops)",
+          file=sys.stderr)
+    try:
+        while all(c.poll() is None for c in children):
+            time.sleep(0.5)
+        log.error("a child process exited; stopping the others")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_OK
+    finally:
+        _stop(children)
+
+
+def _stop(children: list[subprocess.Popen]) -> None:
+    """SIGTERM in reverse start order (API, worker, Redis), then SIGKILL what lingers."""
+    for child in reversed(children):
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for child in reversed(children):
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+# --- submit --------------------------------------------------------------------------------------
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from service.client import Client, ClientError
+
+    try:
+        options = json.loads(args.options) if args.options else {}
+        if not isinstance(options, dict):
+            raise CommandError("--options must be a JSON object")
+        if args.targets:
+            options["targets"] = args.targets
+        if not args.archive.is_file():
+            raise CommandError(f"{args.archive} is not a file")
+        client = Client(args.server, args.api_key)
+        job = client.submit(args.archive, options, args.idempotency_key)
+        print(f"job {job['id']}: {job['status']}", file=sys.stderr)
+        if args.wait or args.out:
+            job = client.wait(job["id"], _progress_printer())
+        if args.out and job["status"] in ("succeeded", "partial"):
+            _download_bundle(client, job["id"], args.out)
+            print(f"unpacked into {args.out}", file=sys.stderr)
+    except (CommandError, ClientError, json.JSONDecodeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        hint = getattr(exc, "hint", "")
+        if hint:
+            print(f"hint: {hint}", file=sys.stderr)
+        return EXIT_ERROR
+    print(json.dumps(job, indent=2))
+    if job["status"] in ("queued", "running", "succeeded"):
+        return EXIT_OK
+    return EXIT_FAILED
+
+
+def _progress_printer():
+    from jaxport.cli import Progress
+
+    progress = Progress(sys.stderr)
+
+    def show(job: dict) -> None:
+        stage = "done" if job["status"] in ("succeeded", "partial", "failed", "canceled") else job["stage"]
+        progress(stage, float(job["progress"]), job["message"] or job["stage"])
+
+    return show
+
+
+def _download_bundle(client, job_id: str, out: Path) -> None:
+    """Download bundle.zip to a temp file and unpack it into `out` (paths checked)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="jaxport-bundle-") as tmp:
+        bundle = Path(tmp) / "bundle.zip"
+        client.download(job_id, "bundle.zip", bundle)
+        with zipfile.ZipFile(bundle) as zf:
+            root = out.resolve()
+            for name in zf.namelist():
+                if not (root / name).resolve().is_relative_to(root):
+                    raise CommandError(f"bundle member {name!r} escapes the output directory")
+            zf.extractall(out)

@@ -1,0 +1,86 @@
+"""Server configuration from the environment (DESIGN.md §7), shared by the API and workers."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jaxport.errors import JaxportError
+from jaxport.jobs import DEFAULT_REDIS_URL
+from jaxport.storage import DEFAULT_STORAGE_URL
+
+
+class ConfigError(JaxportError):
+    code = "bad_config"
+    http_status = 500
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def parse_api_keys(text: str, where: str) -> dict[str, str]:
+    """`tenant:key` pairs separated by commas or newlines → {sha256(key): tenant}."""
+    keys: dict[str, str] = {}
+    for item in text.replace("\n", ",").split(","):
+        item = item.strip()
+        if not item or item.startswith("#"):
+            continue
+        tenant, sep, key = item.partition(":")
+        if not sep or not tenant.strip() or not key.strip():
+            raise ConfigError(f"{where}: expected tenant:key, got an entry without both parts")
+        keys[hash_key(key.strip())] = tenant.strip()
+    return keys
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the API and the workers read from the environment."""
+
+    redis_url: str = DEFAULT_REDIS_URL
+    storage_url: str = DEFAULT_STORAGE_URL
+    api_keys: dict[str, str] = field(default_factory=dict)  # sha256(key) -> tenant
+    max_upload_bytes: int = 2 * 1024**3
+    job_timeout_s: int = 1800
+    job_max_memory_mb: int = 8192
+    allow_trusted_code: bool = False
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys)
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        env = os.environ
+        keys = parse_api_keys(env.get("JAXPORT_API_KEYS", ""), "JAXPORT_API_KEYS")
+        keys_file = env.get("JAXPORT_API_KEYS_FILE", "").strip()
+        if keys_file:
+            try:
+                text = Path(keys_file).read_text()
+            except OSError as exc:
+                raise ConfigError(f"JAXPORT_API_KEYS_FILE {keys_file}: {exc.strerror}") from None
+            keys.update(parse_api_keys(text, keys_file))
+        return cls(
+            redis_url=env.get("JAXPORT_REDIS_URL") or DEFAULT_REDIS_URL,
+            storage_url=env.get("JAXPORT_STORAGE_URL") or DEFAULT_STORAGE_URL,
+            api_keys=keys,
+            max_upload_bytes=_int_env("JAXPORT_MAX_UPLOAD_BYTES", cls.max_upload_bytes),
+            job_timeout_s=_int_env("JAXPORT_JOB_TIMEOUT_S", cls.job_timeout_s),
+            job_max_memory_mb=_int_env("JAXPORT_JOB_MAX_MEMORY_MB", cls.job_max_memory_mb),
+            allow_trusted_code=env.get("JAXPORT_ALLOW_TRUSTED_CODE", "0").strip() == "1",
+        )

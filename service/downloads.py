@@ -1,0 +1,53 @@
+"""Artifact downloads: a `302` to a presigned URL when the backend has one, else the bytes
+streamed from storage with single-range `Range` support (206 / 416)."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
+
+from jaxport.storage import Storage
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+MEDIA_TYPES = {".zip": "application/zip", ".json": "application/json",
+               ".tflite": "application/octet-stream"}
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None | bool:
+    """`(start, end)` inclusive for a satisfiable single range; None to send everything
+    (no header, or a form we do not serve such as multi-range); False when unsatisfiable."""
+    if not header:
+        return None
+    m = _RANGE.match(header.strip())
+    if not m or (not m.group(1) and not m.group(2)):
+        return None
+    if not m.group(1):  # suffix: the last N bytes
+        n = int(m.group(2))
+        return (max(0, size - n), size - 1) if n > 0 and size > 0 else False
+    start = int(m.group(1))
+    end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
+    if start >= size or end < start:
+        return False
+    return start, end
+
+
+def artifact_response(storage: Storage, key: str, filename: str, range_header: str | None) -> Response:
+    """The HTTP answer for one stored artifact. Raises ObjectNotFound."""
+    url = storage.presigned_url(key, filename)
+    if url:
+        return RedirectResponse(url, status_code=302)
+    size = storage.size(key)
+    media = MEDIA_TYPES.get("." + filename.rsplit(".", 1)[-1], "application/octet-stream")
+    headers = {"Accept-Ranges": "bytes",
+               "Content-Disposition": f'attachment; filename="{filename}"'}
+    wanted = parse_range(range_header, size)
+    if wanted is False:
+        return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+    start, end = wanted if wanted else (0, size - 1)
+    headers["Content-Length"] = str(max(0, end - start + 1))
+    status = 200
+    if wanted:
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    return StreamingResponse(storage.iter_range(key, start, end), status_code=status, media_type=media, headers=headers)

@@ -1,0 +1,222 @@
+"""`/v1/jobs`: submit, read, list, watch (SSE), download, cancel/delete (DESIGN.md §5)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from jaxport.archive import inspect_archive
+from jaxport.jobs import (ARTIFACT_NAMES, CANCELED, SUCCEEDED, TERMINAL, JobNotFound, JobRecord,
+                          JobStore, artifact_key, events_channel, new_job_id, new_record,
+                          public_view)
+from jaxport.options import ConvertOptions, OptionsError
+from jaxport.storage import ObjectNotFound, Storage
+from service import metrics
+from service.auth import tenant_for
+from service.downloads import artifact_response
+from service.errors import NotFound
+from service.uploads import Upload, UploadError, receive_upload
+from workers.app import enqueue
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+Tenant = Annotated[str, Depends(tenant_for)]
+SSE_KEEPALIVE_S = 15.0
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def _store(request: Request) -> JobStore:
+    return request.app.state.store
+
+
+def _storage(request: Request) -> Storage:
+    return request.app.state.storage
+
+
+def _job_response(record: JobRecord, status: int = 200, **headers: str) -> JSONResponse:
+    return JSONResponse(public_view(record), status_code=status,
+                        headers={"Location": f"/v1/jobs/{record['id']}", **headers})
+
+
+async def _get_owned(request: Request, job_id: str, tenant: str) -> JobRecord:
+    try:
+        return await run_in_threadpool(_store(request).get, job_id, tenant)
+    except JobNotFound:
+        raise NotFound(f"no job {job_id!r}", "list your jobs with GET /v1/jobs") from None
+
+
+def _parse_options(fields: dict[str, str], trusted: bool) -> ConvertOptions:
+    unknown = sorted(set(fields) - {"options"})
+    if unknown:
+        raise UploadError(f"unknown form field(s) {unknown}", "send `file` and optional `options`")
+    raw = fields.get("options", "").strip()
+    try:
+        data = json.loads(raw) if raw else None
+    except json.JSONDecodeError as exc:
+        raise OptionsError(f"options is not valid JSON: {exc.msg} at {exc.pos}") from None
+    return ConvertOptions.from_json(data, trusted=trusted)
+
+
+@router.post("", status_code=202, summary="Upload a model archive and queue its conversion",
+             openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {
+                 "schema": {"type": "object", "required": ["file"], "properties": {
+                     "file": {"type": "string", "format": "binary",
+                              "description": "a .keras file, or a .zip/.tar.gz with jaxport.toml"},
+                     "options": {"type": "string",
+                                 "description": 'JSON, e.g. {"targets": ["savedmodel", "tflite"]}'},
+                 }}}}}})
+async def submit_job(request: Request, tenant: Tenant,
+                     idempotency_key: Annotated[str | None, Header()] = None) -> Response:
+    """Answers 202 with the job; a replayed `Idempotency-Key` answers the job it created, and the
+    same bytes with the same options answer at once from a finished job's artifacts."""
+    settings, store, storage = request.app.state.settings, _store(request), _storage(request)
+    if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+        raise UploadError(f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} characters")
+    if idempotency_key:
+        known = await run_in_threadpool(store.idempotent_job, tenant, idempotency_key)
+        if known:
+            return await _replay(request, known, tenant)
+    job_id = new_job_id()
+    tmp = Path(tempfile.mkdtemp(prefix="jaxport-upload-", dir=request.app.state.upload_dir))
+    try:
+        upload = await receive_upload(request, tmp, settings.max_upload_bytes)
+        metrics.UPLOAD_BYTES.inc(upload.size)
+        options = _parse_options(upload.fields, settings.allow_trusted_code).to_json()
+        await run_in_threadpool(inspect_archive, upload.path)
+        if idempotency_key:
+            owner = await run_in_threadpool(store.claim_idempotency_key, tenant, idempotency_key, job_id)
+            if owner != job_id:
+                return await _replay(request, owner, tenant)
+        try:
+            return await _create_job(request, job_id, tenant, upload, options)
+        except BaseException:
+            if idempotency_key:
+                await run_in_threadpool(store.release_idempotency_key, tenant, idempotency_key, job_id)
+            raise
+    finally:
+        await run_in_threadpool(shutil.rmtree, tmp, True)
+
+
+async def _create_job(request: Request, job_id: str, tenant: str, upload: Upload,
+                      options: dict) -> Response:
+    """Record the job and queue it, or finish it at once from the cache."""
+    settings, store, storage = request.app.state.settings, _store(request), _storage(request)
+    upload_info = {"sha256": upload.sha256, "bytes": upload.size, "filename": upload.filename,
+                   "key": f"uploads/{job_id}/{upload.path.name}"}
+    limits = {"timeout_s": settings.job_timeout_s, "max_memory_mb": settings.job_max_memory_mb}
+    record = new_record(job_id, tenant, options, upload_info, limits)
+    cached = await run_in_threadpool(store.cached_job, tenant, upload.sha256, options)
+    if cached is not None:
+        await run_in_threadpool(_answer_from_cache, store, storage, record, cached)
+        metrics.JOBS_SUBMITTED.labels("cached").inc()
+    else:
+        await run_in_threadpool(storage.put_file, upload_info["key"], upload.path)
+        await run_in_threadpool(store.create, record)
+        await run_in_threadpool(enqueue, job_id)
+        metrics.JOBS_SUBMITTED.labels("queued").inc()
+    return _job_response(record, 202)
+
+
+async def _replay(request: Request, job_id: str, tenant: str) -> Response:
+    record = await _get_owned(request, job_id, tenant)
+    metrics.JOBS_SUBMITTED.labels("replayed").inc()
+    return _job_response(record, 202, **{"Idempotent-Replayed": "true"})
+
+
+def _answer_from_cache(store: JobStore, storage: Storage, record: JobRecord, cached: JobRecord) -> None:
+    """Finish `record` at once with copies of `cached`'s artifacts (no conversion)."""
+    for artifact in cached["artifacts"]:
+        storage.copy(artifact_key(cached["id"], artifact["name"]),
+                     artifact_key(record["id"], artifact["name"]))
+    record.update(status=SUCCEEDED, stage="done", progress=1.0, cached_from=cached["id"],
+                  targets=cached["targets"], functions=cached["functions"],
+                  artifacts=cached["artifacts"], message="answered from an identical earlier job")
+    store.create(record)
+
+
+@router.get("", summary="List your jobs, newest first")
+async def list_jobs(request: Request, tenant: Tenant,
+                    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                    cursor: Annotated[str | None, Query(pattern=r"^\d{1,18}$")] = None) -> dict:
+    records, next_cursor = await run_in_threadpool(_store(request).list, tenant, limit, cursor)
+    return {"jobs": [public_view(r) for r in records], "next_cursor": next_cursor}
+
+
+@router.get("/{job_id}", summary="A job's status, progress, results and artifacts")
+async def get_job(request: Request, job_id: str, tenant: Tenant) -> dict:
+    return public_view(await _get_owned(request, job_id, tenant))
+
+
+@router.get("/{job_id}/events", summary="Server-sent events: the job record each time it changes")
+async def job_events(request: Request, job_id: str, tenant: Tenant) -> StreamingResponse:
+    await _get_owned(request, job_id, tenant)
+    return StreamingResponse(_event_stream(request, job_id), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _event_stream(request: Request, job_id: str) -> AsyncIterator[str]:
+    pubsub = request.app.state.aredis.pubsub()
+    await pubsub.subscribe(events_channel(job_id))
+    try:  # subscribed first, then read: no change can fall between the two
+        try:
+            record = await run_in_threadpool(_store(request).get, job_id)
+        except JobNotFound:
+            return
+        view = public_view(record)
+        yield _sse(view)
+        while view["status"] not in TERMINAL:
+            message = await pubsub.get_message(ignore_subscribe_messages=True,
+                                               timeout=SSE_KEEPALIVE_S)
+            if message is None:
+                yield ": keepalive\n\n"
+                continue
+            view = json.loads(message["data"])
+            yield _sse(view)
+    finally:
+        await asyncio.shield(pubsub.aclose())
+
+
+def _sse(view: dict) -> str:
+    return f"event: job\ndata: {json.dumps(view)}\n\n"
+
+
+@router.get("/{job_id}/artifacts/{name}", summary="Download an artifact (Range, or 302 to a presigned URL)",
+            responses={200: {"content": {"application/octet-stream": {}}}, 206: {}, 302: {}, 416: {}})
+async def get_artifact(request: Request, job_id: str, name: str, tenant: Tenant) -> Response:
+    record = await _get_owned(request, job_id, tenant)
+    if name not in ARTIFACT_NAMES:
+        raise NotFound(f"unknown artifact {name!r}", f"artifacts: {', '.join(ARTIFACT_NAMES)}")
+    if name not in {a["name"] for a in record["artifacts"]}:
+        raise NotFound(f"job {job_id} has no {name} (status {record['status']})",
+                       "wait for the job to finish; see its artifacts list")
+    try:
+        return await run_in_threadpool(artifact_response, _storage(request),
+                                       artifact_key(job_id, name), name,
+                                       request.headers.get("range"))
+    except ObjectNotFound:
+        raise NotFound(f"artifact {name} of job {job_id} is gone from storage") from None
+
+
+@router.delete("/{job_id}", summary="Cancel a queued or running job; delete a finished one",
+               responses={200: {"description": "canceled"}, 204: {"description": "deleted"}})
+async def delete_job(request: Request, job_id: str, tenant: Tenant) -> Response:
+    store, storage = _store(request), _storage(request)
+    record = await _get_owned(request, job_id, tenant)
+    if record["status"] not in TERMINAL:
+        canceled = await run_in_threadpool(store.update, job_id, {
+            "status": CANCELED, "stage": "canceled", "message": "canceled by the client"})
+        if canceled is not None:
+            return JSONResponse(public_view(canceled))
+        record = await _get_owned(request, job_id, tenant)  # it finished meanwhile
+    await run_in_threadpool(storage.delete_prefix, f"jobs/{job_id}/")
+    await run_in_threadpool(storage.delete_prefix, f"uploads/{job_id}/")
+    await run_in_threadpool(store.delete, record)
+    return Response(status_code=204)

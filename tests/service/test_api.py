@@ -1,0 +1,127 @@
+"""The HTTP surface without conversions: operations endpoints, auth, and the 4xx answers for
+bad requests (nothing a client sends may produce a 500)."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import httpx
+import pytest
+
+from svc_stack import MAX_UPLOAD_BYTES, client_for, submit
+
+
+def error_of(response: httpx.Response) -> dict:
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "hint"}, body
+    return body["error"]
+
+
+def test_operations_endpoints(api_url):
+    assert httpx.get(f"{api_url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{api_url}/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"] == {"redis": "ok", "storage": "ok"}
+    assert httpx.get(f"{api_url}/docs").status_code == 200
+    spec = httpx.get(f"{api_url}/openapi.json").json()
+    assert {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/events",
+            "/v1/jobs/{job_id}/artifacts/{name}"} <= set(spec["paths"])
+    metrics = httpx.get(f"{api_url}/metrics").text
+    assert 'jaxport_http_requests_total{method="GET",route="/healthz",status="200"}' in metrics
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"},
+                                     {"Authorization": "Basic a2V5LWFjbWU="}])
+def test_bad_or_missing_key_is_401(api_url, headers):
+    r = httpx.get(f"{api_url}/v1/jobs", headers=headers)
+    assert r.status_code == 401 and error_of(r)["code"] == "unauthorized"
+    assert r.headers["www-authenticate"] == "Bearer"
+
+
+def test_unknown_job_and_route_are_json_404(acme):
+    r = acme.get("/v1/jobs/j_doesnotexist")
+    assert r.status_code == 404 and error_of(r)["code"] == "not_found"
+    r = acme.get("/v1/nothing-here")
+    assert r.status_code == 404 and error_of(r)["code"] == "not_found"
+    r = acme.get("/v1/jobs", params={"cursor": "not-a-number"})
+    assert r.status_code == 422 and error_of(r)["code"] == "bad_request"
+
+
+def _zip_bytes(files: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", method) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _post_bytes(client: httpx.Client, name: str, data: bytes, **form: str) -> httpx.Response:
+    return client.post("/v1/jobs", files={"file": (name, data)}, data=form)
+
+
+BAD_UPLOADS = {
+    "not_an_archive": ("model.keras", b"this is plain text, not a model", 422, "bad_archive"),
+    "empty": ("model.keras", b"", 422, "bad_archive"),
+    "zip_without_manifest": ("models.zip", _zip_bytes({"readme.txt": b"hello"}), 422, "bad_archive"),
+    "manifest_names_missing_model": (
+        "set.zip", _zip_bytes({"jaxport.toml": b'format = 1\n[models]\nm = "m.keras"\n'
+                                               b'[functions.f]\ninputs = { x = "f32[b,2]" }\n'
+                                               b'outputs = { y = "y" }\n[[functions.f.steps]]\n'
+                                               b'bind = "y"\ncall = "m"\nargs = ["x"]\n'}),
+        422, "bad_manifest"),
+    "bad_toml": ("set.zip", _zip_bytes({"jaxport.toml": b"format = = 1"}), 422, "bad_manifest"),
+    "zip_bomb": ("bomb.zip", _zip_bytes({"jaxport.toml": b"format = 1",
+                                         "weights.bin": b"\0" * (20 * 1024 * 1024)}),
+                 422, "bad_archive"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_UPLOADS))
+def test_bad_upload_is_4xx_before_queueing(acme, case):
+    name, data, status, code = BAD_UPLOADS[case]
+    before = acme.get("/v1/jobs").json()["jobs"]
+    r = _post_bytes(acme, name, data)
+    assert r.status_code == status, r.text
+    assert error_of(r)["code"] == code
+    assert acme.get("/v1/jobs").json()["jobs"] == before  # nothing was queued
+
+
+def test_zip_bomb_is_small_on_the_wire():
+    assert len(BAD_UPLOADS["zip_bomb"][1]) < 100_000
+
+
+def test_oversized_upload_is_413(acme):
+    r = _post_bytes(acme, "big.keras", b"PK\x03\x04" + b"x" * MAX_UPLOAD_BYTES)
+    assert r.status_code == 413 and error_of(r)["code"] == "archive_too_large"
+
+
+@pytest.mark.parametrize("options, code", [
+    ("{not json", "bad_options"),
+    (json.dumps({"targets": ["onnx"]}), "bad_options"),
+    (json.dumps({"trusted": True}), "bad_options"),  # trusted mode is the operator's choice
+    (json.dumps(["savedmodel"]), "bad_options"),
+])
+def test_bad_options_are_400(acme, tiny_keras, options, code):
+    r = _post_bytes(acme, "tiny.keras", tiny_keras.read_bytes(), options=options)
+    assert r.status_code == 400 and error_of(r)["code"] == code, r.text
+
+
+def test_malformed_requests_are_400(acme, tiny_keras):
+    r = acme.post("/v1/jobs", content=b"raw", headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 400 and error_of(r)["code"] == "bad_upload"
+    r = acme.post("/v1/jobs", data={"options": "{}"}, files={"other": ("x", b"y")})
+    assert r.status_code == 400 and error_of(r)["code"] == "bad_upload"
+    r = acme.post("/v1/jobs", content=b"--xx\r\nbroken", headers={
+        "Content-Type": "multipart/form-data; boundary=xx"})
+    assert r.status_code == 400 and error_of(r)["code"] == "bad_upload"
+    r = submit(acme, tiny_keras, None, **{"Idempotency-Key": "k" * 300})
+    assert r.status_code == 400
+
+
+def test_no_keys_means_local_tenant_without_auth(stack):
+    url = stack.start_api("api-open", JAXPORT_API_KEYS="")
+    with client_for(url, None) as c:
+        assert c.get("/v1/jobs").status_code == 200
+    log = next(p for p in stack.apis if p.name == "api-open").tail(200)
+    assert "auth off" in log

@@ -1,0 +1,69 @@
+"""The Celery app: Redis broker, at-least-once delivery, warm TF/JAX in every pool process.
+
+Delivery contract: `acks_late` + `task_reject_on_worker_lost` (a task is acknowledged only when
+it has finished), prefetch 1, and a broker visibility timeout longer than any job may run, so
+Redis never hands a running job to a second worker. A job whose worker dies outright
+(SIGKILL, machine loss) is found by the lease reaper (workers.reaper) running in every worker
+and re-queued within about a lease TTL; tasks are idempotent, so a duplicate delivery just
+returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from celery import Celery
+from celery.signals import worker_process_init, worker_ready
+
+from service.config import Settings
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+log = logging.getLogger("jaxport.worker")
+
+TASK_NAME = "jaxport.run_job"
+QUEUE = "jaxport"
+
+settings = Settings.from_env()
+celery_app = Celery("jaxport", broker=settings.redis_url, include=["workers.tasks"])
+celery_app.conf.update(
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    task_ignore_result=True,
+    task_default_queue=QUEUE,
+    worker_prefetch_multiplier=1,
+    # The per-job limit is enforced on the conversion child (workers.isolation); this hard
+    # limit is only a backstop for the task around it.
+    task_time_limit=settings.job_timeout_s + 600,
+    broker_transport_options={"visibility_timeout": 2 * settings.job_timeout_s + 3600},
+    broker_connection_retry_on_startup=True,
+    # Importing TF and JAX takes ~15 s: give a new pool process time to report "up".
+    worker_proc_alive_timeout=180,
+)
+
+
+def enqueue(job_id: str) -> None:
+    """Put a job on the queue (used by the API and by the reaper)."""
+    celery_app.send_task(TASK_NAME, args=[job_id], queue=QUEUE)
+
+
+@worker_process_init.connect
+def _warm_imports(**_: object) -> None:
+    """Import TensorFlow, JAX, Keras and the engine once per pool process, before any job;
+    conversions fork from this warm process (workers.isolation) and start at once."""
+    import ai_edge_litert.interpreter  # noqa: F401
+    import jax  # noqa: F401
+    import keras  # noqa: F401
+    import orbax.export  # noqa: F401
+    import tensorflow  # noqa: F401
+
+    import jaxport.pipeline  # noqa: F401
+
+    log.info("pool process %d warm (tensorflow, jax, keras, jaxport)", os.getpid())
+
+
+@worker_ready.connect
+def _start_reaper(sender: object = None, **_: object) -> None:
+    from workers.reaper import start_reaper
+
+    start_reaper(settings, enqueue, hostname=getattr(sender, "hostname", "worker"))

@@ -1,0 +1,155 @@
+"""One job, start to finish, on a worker: lease, download, convert in an isolated child,
+package, upload, record. Safe to run twice for the same job (at-least-once delivery)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from jaxport.errors import JaxportError
+from jaxport.jobs import (FAILED, PARTIAL, RUNNING, SUCCEEDED, TERMINAL, JobNotFound, JobRecord,
+                          JobStore, artifact_key)
+from jaxport.options import ConvertOptions
+from jaxport.storage import Storage
+from service.config import Settings
+from workers.isolation import JobAborted, Limits, Send, run_isolated
+from workers.packaging import build_artifacts
+
+log = logging.getLogger("jaxport.worker")
+
+LEASE_TTL_S = 10.0
+COMPLETE_MARKER = "complete.json"
+
+
+def execute_job(job_id: str, store: JobStore, storage: Storage, settings: Settings,
+                worker: str) -> None:
+    """Run job `job_id` unless it is gone, finished, or leased by a live worker."""
+    try:
+        record = store.get(job_id)
+    except JobNotFound:
+        return
+    if record["status"] in TERMINAL:
+        return
+    token = f"{worker}:{uuid.uuid4().hex}"
+    if not store.acquire_lease(job_id, token, LEASE_TTL_S):
+        log.info("job %s is leased by another worker; skipping this delivery", job_id)
+        return
+    try:
+        _run_leased(job_id, store, storage, settings, worker, token)
+    finally:
+        store.release_lease(job_id, token)
+
+
+def _run_leased(job_id: str, store: JobStore, storage: Storage, settings: Settings, worker: str,
+                token: str) -> None:
+    marker = artifact_key(job_id, COMPLETE_MARKER)
+    with tempfile.TemporaryDirectory(prefix="jaxport-job-") as tmp:
+        work = Path(tmp)
+        if storage.exists(marker):  # a previous attempt uploaded everything, then died
+            storage.get_file(marker, work / COMPLETE_MARKER)
+            done = json.loads((work / COMPLETE_MARKER).read_text())
+            _finish(job_id, store, storage, done["report"], done["artifacts"])
+            return
+        record = store.update(job_id, lambda r: {
+            "status": RUNNING, "stage": "starting", "progress": 0.0, "attempts": r["attempts"] + 1,
+            "worker": worker, "error": None, "message": ""})
+        if record is None:  # canceled or deleted meanwhile
+            return
+        try:
+            report = _convert(record, work, store, storage, settings, token)
+        except JobAborted:
+            log.info("job %s stopped: canceled or lease lost", job_id)
+            return
+        except JaxportError as exc:
+            _fail(job_id, store, storage, exc.to_dict())
+            return
+        files = build_artifacts(work / "out", work)
+        artifacts = []
+        for name, path in files.items():
+            artifacts.append({"name": name, "bytes": storage.put_file(artifact_key(job_id, name), path)})
+        (work / COMPLETE_MARKER).write_text(json.dumps({"report": report, "artifacts": artifacts}))
+        storage.put_file(marker, work / COMPLETE_MARKER)
+        _finish(job_id, store, storage, report, artifacts)
+
+
+def _convert(record: JobRecord, work: Path, store: JobStore, storage: Storage, settings: Settings,
+             token: str) -> dict:
+    job_id = record["id"]
+    archive = work / record["upload"]["key"].rsplit("/", 1)[-1]
+    storage.get_file(record["upload"]["key"], archive)
+    options = dict(record["options"])
+    trusted = bool(options.pop("trusted", False))
+    limits = Limits(timeout_s=min(record["limits"]["timeout_s"], settings.job_timeout_s),
+                    max_memory_mb=min(record["limits"]["max_memory_mb"], settings.job_max_memory_mb))
+
+    def work_in_child(send: Send) -> dict:
+        from jaxport.pipeline import convert_archive
+
+        def progress(stage: str, fraction: float, message: str) -> None:
+            send({"type": "progress", "stage": stage, "progress": fraction, "message": message})
+
+        return convert_archive(archive, work / "out", ConvertOptions.from_json(options, trusted=trusted),
+                               progress=progress)
+
+    def on_progress(message: dict[str, Any]) -> None:
+        store.update(job_id, {"stage": message["stage"], "message": message["message"],
+                              "progress": round(float(message["progress"]), 4)})
+
+    def keep_going() -> bool:
+        if not store.renew_lease(job_id, token, LEASE_TTL_S):
+            return False
+        try:
+            return store.get(job_id)["status"] == RUNNING
+        except JobNotFound:
+            return False
+
+    return run_isolated(work_in_child, limits, on_progress=on_progress, keep_going=keep_going)
+
+
+def _job_status(report: dict, requested: list[str]) -> tuple[str, dict | None]:
+    """succeeded (every requested target ok), partial (some ok) or failed, with an error."""
+    targets = report.get("targets", {})
+    ok = [n for n in requested if targets.get(n, {}).get("status") == "ok"]
+    failed = {n: targets.get(n, {}) for n in requested if n not in ok}
+    if not failed:
+        return SUCCEEDED, None
+    summary = "; ".join(f"{n}: {_error_text(t)}" for n, t in failed.items())
+    error = {"code": "target_failed", "message": summary,
+             "hint": "see targets[...].error and report.json for each target"}
+    return (PARTIAL if ok else FAILED), error
+
+
+def _error_text(target: dict) -> str:
+    error = target.get("error")
+    if isinstance(error, dict):
+        return str(error.get("message", error))
+    return str(error or target.get("status"))
+
+
+def _finish(job_id: str, store: JobStore, storage: Storage, report: dict,
+            artifacts: list[dict]) -> None:
+    def changes(record: JobRecord) -> dict:
+        status, error = _job_status(report, record["options"]["targets"])
+        return {"status": status, "stage": "done", "progress": 1.0, "message": "", "error": error,
+                "targets": report.get("targets", {}), "functions": report.get("functions", {}),
+                "artifacts": artifacts}
+
+    record = store.update(job_id, changes)
+    if record is not None:
+        _drop_upload(record, storage)
+        if record["status"] == SUCCEEDED:
+            store.remember_result(record)
+
+
+def _fail(job_id: str, store: JobStore, storage: Storage, error: dict) -> None:
+    record = store.update(job_id, {"status": FAILED, "stage": "failed", "error": error})
+    if record is not None:
+        _drop_upload(record, storage)
+
+
+def _drop_upload(record: JobRecord, storage: Storage) -> None:
+    storage.delete_prefix(record["upload"]["key"].rsplit("/", 1)[0] + "/")

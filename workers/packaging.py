@@ -1,0 +1,29 @@
+"""Turn a conversion's OUT directory into the downloadable artifacts of DESIGN.md §5."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+
+def _zip_tree(root: Path, dest: Path, arc_prefix: str = "") -> None:
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                zf.write(path, f"{arc_prefix}{path.relative_to(root).as_posix()}")
+
+
+def build_artifacts(out_dir: Path, work_dir: Path) -> dict[str, Path]:
+    """{artifact name: local file}: `savedmodel.zip` and `tfjs.zip` (directory contents),
+    `model.tflite`, `report.json`, and `bundle.zip` holding the whole OUT layout."""
+    artifacts: dict[str, Path] = {}
+    for name in ("savedmodel", "tfjs"):
+        if (out_dir / name).is_dir():
+            artifacts[f"{name}.zip"] = work_dir / f"{name}.zip"
+            _zip_tree(out_dir / name, artifacts[f"{name}.zip"])
+    for name in ("model.tflite", "report.json"):
+        if (out_dir / name).is_file():
+            artifacts[name] = out_dir / name
+    artifacts["bundle.zip"] = work_dir / "bundle.zip"
+    _zip_tree(out_dir, artifacts["bundle.zip"])
+    return artifacts
