@@ -60,22 +60,29 @@ def _bare_function(loaded: LoadedModel) -> Function:
 
 
 def _manifest_function(fdef: FunctionDef, models: dict[str, LoadedModel]) -> Function:
-    for i, step in enumerate(fdef.steps):
-        if step.call is not None:
-            _check_call(step, models[step.call], f"{MANIFEST_NAME}: functions.{fdef.name}.steps[{i}]")
+    orders = [
+        _check_call(step, models[step.call], f"{MANIFEST_NAME}: functions.{fdef.name}.steps[{i}]")
+        if step.call is not None else [0]
+        for i, step in enumerate(fdef.steps)
+    ]
     input_names = [s.name for s in fdef.inputs]
 
     def fn(params: Any, *args: jax.Array) -> dict[str, jax.Array]:
         env: dict[str, jax.Array] = dict(zip(input_names, args))
-        for step in fdef.steps:
+        for step, order in zip(fdef.steps, orders):
             results = _run_step(step, models, params, env)
-            env.update(zip(step.bind, results))
+            env.update(zip(step.bind, (results[i] for i in order)))
         return {out: env[ref] for out, ref in fdef.outputs.items()}
 
     return Function(fdef.name, list(fdef.inputs), list(fdef.outputs), fn)
 
 
-def _check_call(step: Step, loaded: LoadedModel, where: str) -> None:
+def _check_call(step: Step, loaded: LoadedModel, where: str) -> list[int]:
+    """Check a call step against the model; return, per bound name, the output index it takes.
+
+    A list `bind` of a dict-output model whose names are the dict's keys binds by key;
+    otherwise outputs bind in the model's output order.
+    """
     if isinstance(step.args, dict):
         missing = set(loaded.input_names) - set(step.args)
         extra = set(step.args) - set(loaded.input_names)
@@ -97,6 +104,9 @@ def _check_call(step: Step, loaded: LoadedModel, where: str) -> None:
         raise ManifestError(
             f"model {step.call!r} has {n_out} outputs {loaded.output_names}; bind a list of "
             f"{n_out} names", where=where)
+    if loaded.output_is_dict and set(step.bind) == set(loaded.output_names):
+        return [loaded.output_names.index(b) for b in step.bind]
+    return list(range(n_out))
 
 
 def _run_step(step: Step, models: dict[str, LoadedModel], params: Any,

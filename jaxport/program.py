@@ -28,6 +28,9 @@ class Function:
     outputs: list[str]
     fn: Callable[..., dict[str, jax.Array]]
     output_specs: list[TensorSpec] = field(default_factory=list)  # filled by `infer_outputs`
+    # jax.export constraints on the symbols, e.g. "s <= 512": declared, or learned by
+    # `infer_outputs` from comparisons the models make (a position table of 512 rows).
+    constraints: list[str] = field(default_factory=list)
 
     @property
     def symbols(self) -> list[str]:
@@ -55,6 +58,7 @@ class Program:
             name: {
                 "inputs": {s.name: s.to_json() for s in f.inputs},
                 "outputs": {s.name: s.to_json() for s in f.output_specs},
+                **({"constraints": f.constraints} if f.constraints else {}),
             }
             for name, f in self.functions.items()
         }

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import jax
 from jax import export as jax_export
 
@@ -13,7 +16,7 @@ from jaxport.specs import TensorSpec
 def symbolic_args(function: Function) -> list[jax.ShapeDtypeStruct]:
     """One abstract value per input, symbols shared across inputs (equal names, equal sizes)."""
     symbols = function.symbols
-    scope = jax_export.SymbolicScope()
+    scope = jax_export.SymbolicScope(function.constraints)
     dims = dict(zip(symbols, jax_export.symbolic_shape(",".join(symbols), scope=scope))) if symbols else {}
     return [
         jax.ShapeDtypeStruct(tuple(dims[d] if isinstance(d, str) else d for d in s.shape), s.dtype)
@@ -34,16 +37,16 @@ def infer_outputs(program: Program) -> None:
     reported once, clearly, instead of as a converter traceback.
     """
     for function in program.functions.values():
-        try:
-            out = jax.eval_shape(function.fn, program.params, *symbolic_args(function))
-        except Exception as exc:  # noqa: BLE001 - any tracing failure is a shape problem here
+        out = _eval_shape_learning_constraints(function, program.params)
+        if isinstance(out, Exception):
+            exc = out
             declared = ", ".join(f"{s.name}={s}" for s in function.inputs)
             raise ShapeError(
                 f"function {function.name!r} does not trace with inputs {declared}: "
                 f"{type(exc).__name__}: {_first_line(exc)}",
                 "check the input shapes and dtypes in [functions.*.inputs] against the models' "
                 "expected inputs, and the axes of vmap and ops",
-            ) from None
+            )
         if isinstance(out, dict) and not function.outputs:
             function.outputs = list(out)
         if not isinstance(out, dict) or set(out) != set(function.outputs):
@@ -57,6 +60,44 @@ def infer_outputs(program: Program) -> None:
         ]
 
 
+_INCONCLUSIVE = re.compile(r"comparison '([^']+)' (<=|>=|<|>) '(-?\d+)' is inconclusive")
+MAX_LEARNED_CONSTRAINTS = 8
+
+
+def _eval_shape_learning_constraints(function: Function, params: Any) -> Any:
+    """`jax.eval_shape` of the function; the output pytree, or the exception that stopped it.
+
+    When a model compares a symbolic dim with a constant (`s <= 16` to slice a position
+    table), jax cannot decide it for every `s`. Valid inputs satisfy the comparison, so we add
+    it as a constraint and trace again, a few times at most; the constraints are reported.
+    """
+    for _ in range(MAX_LEARNED_CONSTRAINTS + 1):
+        try:
+            return jax.eval_shape(function.fn, params, *symbolic_args(function))
+        except jax.errors.InconclusiveDimensionOperation as exc:
+            match = _INCONCLUSIVE.search(str(exc))
+            constraint = " ".join(match.groups()) if match else None
+            if constraint is None or constraint in function.constraints:
+                return exc
+            function.constraints.append(constraint)
+        except Exception as exc:  # noqa: BLE001 - any tracing failure is a shape problem here
+            return exc
+    return exc
+
+
+def upper_bounds(function: Function) -> dict[str, int]:
+    """Largest allowed size per symbol, from constraints of the form `s <= N` / `s < N`."""
+    bounds: dict[str, int] = {}
+    for c in function.constraints:
+        m = re.fullmatch(r"\s*([A-Za-z_]\w*)\s*(<=|<)\s*(\d+)\s*", c)
+        if m:
+            limit = int(m.group(3)) - (m.group(2) == "<")
+            bounds[m.group(1)] = min(limit, bounds.get(m.group(1), limit))
+    return bounds
+
+
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:400] if text else ""
+    """The informative line of an error (Keras wraps the real one in a call-context banner)."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(exc).splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("Exception encountered when calling")]
+    return lines[0][:400] if lines else ""

@@ -37,6 +37,10 @@ def export_savedmodel(program: Program, out_dir: Path) -> Path:
         program.params,
         {name: _method(f) for name, f in functions.items()},
         input_polymorphic_shape={name: _poly_shape(f) for name, f in functions.items()},
+        jax2tf_kwargs={
+            name: {"polymorphic_constraints": tuple(f.constraints)} if f.constraints else {}
+            for name, f in functions.items()
+        },
     )
     configs = [
         ServingConfig(

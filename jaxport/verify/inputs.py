@@ -14,6 +14,7 @@ import numpy as np
 from jaxport.errors import ManifestError
 from jaxport.manifest import SAMPLES_NAME
 from jaxport.program import Function
+from jaxport.shapes import upper_bounds
 
 OTHER_SYMBOL_SIZES = (8, 5)
 
@@ -39,6 +40,7 @@ def make_inputs(function: Function, batch: int, run: int, samples: dict[str, np.
                 seed: int = 0) -> dict[str, np.ndarray]:
     """Named inputs for `function` at `batch`; run index `run` picks the other symbols' sizes."""
     bsym = batch_symbol(function)
+    bounds = upper_bounds(function)
     sizes: dict[str, int] = {bsym: batch} if bsym else {}
     out: dict[str, np.ndarray] = {}
     rng = np.random.default_rng(seed + 1000 * run + batch)
@@ -52,7 +54,8 @@ def make_inputs(function: Function, batch: int, run: int, samples: dict[str, np.
                     sizes.setdefault(dim, size)
             continue
         for dim in spec.symbols:
-            sizes.setdefault(dim, OTHER_SYMBOL_SIZES[run % len(OTHER_SYMBOL_SIZES)])
+            size = OTHER_SYMBOL_SIZES[run % len(OTHER_SYMBOL_SIZES)]
+            sizes.setdefault(dim, min(size, bounds.get(dim, size)))
         out[spec.name] = _random(spec.dtype, spec.concrete(sizes), rng)
     return out
 

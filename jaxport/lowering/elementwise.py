@@ -1,0 +1,324 @@
+"""Elementwise primitives: arithmetic, transcendental, comparison, logical, bitwise, select.
+
+All are `kind="elementwise"`: operands may be compact and TF's implicit (trailing-aligned)
+broadcasting does the rest. `max(x, 0)` becomes `Relu` and `min(Relu(x), 6)` `Relu6`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from jaxport.lowering.context import Ctx, Value, op_type
+from jaxport.lowering.registry import register
+
+E = "elementwise"
+
+
+def _dtype(x: Value) -> tf.DType:
+    return tf.as_dtype(x.dtype)
+
+
+def _is_const(x: Value, value: float) -> bool:
+    return isinstance(x, np.ndarray) and x.size == 1 and bool(np.all(x == value))
+
+
+def _is_int(x: Value) -> bool:
+    return _dtype(x).is_integer
+
+
+def _is_bool(x: Value) -> bool:
+    return _dtype(x) == tf.bool
+
+
+def _unary(tf_fn):
+    def rule(ctx: Ctx, x: Value, **_: object) -> Value:
+        return tf_fn(x)
+
+    return rule
+
+
+_UNARY = {
+    "exp": tf.exp,
+    "log": tf.math.log,
+    "log1p": tf.math.log1p,
+    "expm1": tf.math.expm1,
+    "tanh": tf.tanh,
+    "logistic": tf.sigmoid,
+    "sin": tf.sin,
+    "cos": tf.cos,
+    "tan": tf.tan,
+    "asin": tf.asin,
+    "acos": tf.acos,
+    "atan": tf.atan,
+    "sinh": tf.sinh,
+    "cosh": tf.cosh,
+    "asinh": tf.asinh,
+    "acosh": tf.acosh,
+    "atanh": tf.atanh,
+    "sqrt": tf.sqrt,
+    "rsqrt": tf.math.rsqrt,
+    "floor": tf.floor,
+    "ceil": tf.math.ceil,
+    "is_finite": tf.math.is_finite,
+    "erf": tf.math.erf,
+    "lgamma": tf.math.lgamma,
+    "digamma": tf.math.digamma,
+    "square": tf.square,
+    "neg": tf.negative,
+    "sign": tf.sign,
+    "abs": tf.abs,
+    "population_count": lambda x: tf.cast(tf.raw_ops.PopulationCount(x=x), x.dtype),
+}
+for _name, _fn in _UNARY.items():
+    register(_name, forms="float operands" if _name not in ("neg", "sign", "abs", "square", "population_count") else "int and float operands", kind=E)(_unary(_fn))
+
+
+@register("exp2", forms="float operands", kind=E)
+def _exp2(ctx: Ctx, x: Value, **_: object) -> Value:
+    return tf.exp(x * tf.constant(np.log(2.0), _dtype(x)))
+
+
+@register("cbrt", forms="float operands", kind=E)
+def _cbrt(ctx: Ctx, x: Value, **_: object) -> Value:
+    return tf.sign(x) * tf.pow(tf.abs(x), tf.constant(1.0 / 3.0, _dtype(x)))
+
+
+@register("erfc", forms="float operands; emitted as 1 - erf(x) (TF.js has no Erfc)", kind=E)
+def _erfc(ctx: Ctx, x: Value, **_: object) -> Value:
+    return tf.constant(1.0, _dtype(x)) - tf.math.erf(x)
+
+
+@register("erf_inv", forms="float32/float16 operands; Giles' polynomial (TF.js has no Erfinv)", kind=E)
+def _erf_inv(ctx: Ctx, x: Value, **_: object) -> Value:
+    dt = _dtype(x)
+    if dt not in (tf.float32, tf.float16, tf.bfloat16):
+        ctx.refuse("dtype", dt.name, "only 32-bit and narrower floats")
+    x32 = tf.cast(x, tf.float32)
+    w = -tf.math.log((1.0 - x32) * (1.0 + x32))
+    small = w - 2.5
+    big = tf.sqrt(tf.maximum(w, 5.0)) - 3.0
+    small_c = [2.81022636e-08, 3.43273939e-07, -3.5233877e-06, -4.39150654e-06, 0.00021858087,
+               -0.00125372503, -0.00417768164, 0.246640727, 1.50140941]
+    big_c = [-0.000200214257, 0.000100950558, 0.00134934322, -0.00367342844, 0.00573950773,
+             -0.0076224613, 0.00943887047, 1.00167406, 2.83297682]
+    ps = tf.constant(small_c[0], tf.float32)
+    for c in small_c[1:]:
+        ps = c + ps * small
+    pb = tf.constant(big_c[0], tf.float32)
+    for c in big_c[1:]:
+        pb = c + pb * big
+    p = tf.where(w < 5.0, ps, pb)
+    out = tf.where(tf.abs(x32) >= 1.0, tf.sign(x32) * np.float32(np.inf), p * x32)
+    return tf.cast(out, dt)
+
+
+@register("round", forms="rounding_method AWAY_FROM_ZERO (0) and TO_NEAREST_EVEN (1)", kind=E)
+def _round(ctx: Ctx, x: Value, rounding_method: object = 0, **_: object) -> Value:
+    if int(rounding_method) == 1:
+        return tf.round(x)
+    if int(rounding_method) == 0:
+        return tf.sign(x) * tf.floor(tf.abs(x) + tf.constant(0.5, _dtype(x)))
+    ctx.refuse("rounding_method", rounding_method)
+
+
+@register("not", forms="bool (logical) and integer (bitwise) operands", kind=E)
+def _not(ctx: Ctx, x: Value, **_: object) -> Value:
+    return tf.logical_not(x) if _is_bool(x) else tf.bitwise.invert(x)
+
+
+@register("add", forms="all dtypes", kind=E)
+def _add(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
+    return tf.add(x, y)
+
+
+@register("sub", forms="all dtypes", kind=E)
+def _sub(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
+    return tf.subtract(x, y)
+
+
+@register("mul", forms="all dtypes; out_dtype=None", kind=E)
+def _mul(ctx: Ctx, x: Value, y: Value, out_dtype: object = None, **_: object) -> Value:
+    if out_dtype is not None:
+        ctx.refuse("out_dtype", out_dtype)
+    if _is_bool(x):
+        return tf.logical_and(x, y)
+    return tf.multiply(x, y)
+
+
+@register("div", forms="floats; integers rounding toward zero as in JAX", kind=E)
+def _div(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
+    if _is_int(x):
+        return tf.math.truncatediv(x, y)
+    return tf.divide(x, y)
+
+
+@register("rem", forms="floats and integers, sign of the dividend (C fmod) as in JAX", kind=E)
+def _rem(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
+    if _is_int(x):
+        return tf.math.truncatemod(x, y)
+    return x - y * tf.math.sign(x / y) * tf.floor(tf.abs(x / y))
+
+
+@register("pow", forms="float base and float exponent", kind=E)
+def _pow(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
+    if _dtype(x) != _dtype(y):
+        y = tf.cast(y, _dtype(x))
+    return tf.pow(x, y)
+
+
+@register("integer_pow", forms="any integer exponent (by repeated squaring; negative = reciprocal)", kind=E)
+def _integer_pow(ctx: Ctx, x: Value, y: int, **_: object) -> Value:
+    n = abs(int(y))
+    if n == 0:
+        return tf.ones_like(x)
+    acc = None
+    base = x
+    while n:
+        if n & 1:
+            acc = base if acc is None else acc * base
+        n >>= 1
+        if n:
+            base = base * base
+    return tf.math.reciprocal(acc) if y < 0 else acc
+
+
+def _relu_input(x: Value) -> tf.Tensor | None:
+    """The input of `x` when `x` is the output of a TF `Relu` op."""
+    if op_type(x) == "Relu":
+        return x.op.inputs[0]
+    return None
+
+
+def _maximum(x: Value, y: Value) -> Value:
+    if _dtype(x).is_floating:
+        if _is_const(y, 0) and isinstance(x, tf.Tensor):
+            return tf.nn.relu(x)
+        if _is_const(x, 0) and isinstance(y, tf.Tensor):
+            return tf.nn.relu(y)
+    if _is_bool(x):
+        return tf.logical_or(x, y)
+    return tf.maximum(x, y)
+
+
+def _minimum(x: Value, y: Value) -> Value:
+    if _dtype(x).is_floating:
+        for a, b in ((x, y), (y, x)):
+            inner = _relu_input(a)
+            if inner is not None and _is_const(b, 6) and inner.shape.rank >= np.ndim(b):
+                return tf.nn.relu6(inner)
+    if _is_bool(x):
+        return tf.logical_and(x, y)
+    return tf.minimum(x, y)
+
+
+@register("max", forms="all dtypes; max(x, 0) -> Relu", kind=E)
+def _max(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
+    return _maximum(x, y)
+
+
+@register("min", forms="all dtypes; min(Relu(x), 6) -> Relu6", kind=E)
+def _min(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
+    return _minimum(x, y)
+
+
+@register("clamp", forms="all dtypes; clamp(0, x, 6) -> Relu6", kind=E)
+def _clamp(ctx: Ctx, lo: Value, x: Value, hi: Value, **_: object) -> Value:
+    return _minimum(_maximum(x, lo), hi)
+
+
+@register("atan2", forms="float operands", kind=E)
+def _atan2(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
+    return tf.atan2(x, y)
+
+
+@register("nextafter", forms="float operands", kind=E)
+def _nextafter(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
+    return tf.math.nextafter(x, y)
+
+
+def _logical(logical, bitwise):
+    def rule(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
+        return logical(x, y) if _is_bool(x) else bitwise(x, y)
+
+    return rule
+
+
+register("and", forms="bool (logical) and integer (bitwise)", kind=E)(_logical(tf.logical_and, tf.bitwise.bitwise_and))
+register("or", forms="bool (logical) and integer (bitwise)", kind=E)(_logical(tf.logical_or, tf.bitwise.bitwise_or))
+register("xor", forms="bool (logical) and integer (bitwise)", kind=E)(_logical(tf.math.logical_xor, tf.bitwise.bitwise_xor))
+
+
+def _compare(tf_fn):
+    def rule(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
+        return tf_fn(x, y)
+
+    return rule
+
+
+for _name, _fn in {"eq": tf.equal, "ne": tf.not_equal, "lt": tf.less, "le": tf.less_equal, "gt": tf.greater, "ge": tf.greater_equal}.items():
+    register(_name, forms="all dtypes", kind=E)(_compare(_fn))
+
+
+@register("shift_left", forms="integer operands", kind=E)
+def _shift_left(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
+    return tf.bitwise.left_shift(x, y)
+
+
+@register("shift_right_arithmetic", forms="signed integer operands", kind=E)
+def _shift_right_arithmetic(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
+    return tf.bitwise.right_shift(x, y)
+
+
+_UNSIGNED = {tf.int8: tf.uint8, tf.int16: tf.uint16, tf.int32: tf.uint32, tf.int64: tf.uint64}
+
+
+@register("shift_right_logical", forms="integer operands", kind=E)
+def _shift_right_logical(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
+    dt = _dtype(x)
+    if dt in _UNSIGNED:
+        u = _UNSIGNED[dt]
+        return tf.bitcast(tf.bitwise.right_shift(tf.bitcast(tf.convert_to_tensor(x), u), tf.bitcast(tf.convert_to_tensor(y), u)), dt)
+    return tf.bitwise.right_shift(x, y)
+
+
+@register("select_n", forms="bool predicate with 2 cases, int32 predicate with any number of cases", kind=E)
+def _select_n(ctx: Ctx, which: Value, *cases: Value) -> Value:
+    if len(cases) == 1:
+        return cases[0]
+    if _is_bool(which):
+        return tf.where(which, cases[1], cases[0])
+    out = cases[-1]
+    for i in range(len(cases) - 2, -1, -1):
+        out = tf.where(tf.equal(which, i), cases[i], out)
+    return out
+
+
+@register("convert_element_type", forms="any numeric/bool dtype to any other; float->bool as x != 0", kind=E)
+def _convert_element_type(ctx: Ctx, x: Value, new_dtype: object, **_: object) -> Value:
+    dt = tf.as_dtype(np.dtype(new_dtype))
+    if dt == _dtype(x):
+        return x
+    if dt == tf.bool:
+        return tf.not_equal(x, tf.zeros([], _dtype(x)))
+    return tf.cast(x, dt)
+
+
+def _identity(ctx: Ctx, x: Value, **_: object) -> Value:
+    return x
+
+
+for _name in ("copy", "stop_gradient", "sharding_constraint"):
+    register(_name, forms="identity", kind=E)(_identity)
+
+
+@register("reduce_precision", forms="bit widths equal to the operand's (identity), or of float16/bfloat16 (a round trip)", kind=E)
+def _reduce_precision(ctx: Ctx, x: Value, exponent_bits: int, mantissa_bits: int) -> Value:
+    dt = _dtype(x)
+    info = {tf.float32: (8, 23), tf.float16: (5, 10), tf.bfloat16: (8, 7), tf.float64: (11, 52)}
+    if info.get(dt) == (exponent_bits, mantissa_bits):
+        return x
+    for narrow, bits in info.items():
+        if bits == (exponent_bits, mantissa_bits):
+            return tf.cast(tf.cast(x, narrow), dt)
+    ctx.refuse("exponent_bits/mantissa_bits", (exponent_bits, mantissa_bits))

@@ -1,0 +1,236 @@
+"""Reductions, arg-reductions, cumulative ops, pooling (reduce_window), sort and top_k."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from jaxport.lowering.context import Ctx, Value, is_static, shape_of
+from jaxport.lowering.registry import register
+
+
+def _reduce(tf_fn, bool_fn=None):
+    def rule(ctx: Ctx, x: Value, axes: Sequence[int], **_: Any) -> Value:
+        if not axes:
+            return x
+        fn = bool_fn if (bool_fn is not None and tf.as_dtype(x.dtype) == tf.bool) else tf_fn
+        return fn(x, axis=[int(a) for a in axes])
+
+    return rule
+
+
+register("reduce_sum", forms="any axes, numeric dtypes")(_reduce(tf.reduce_sum))
+register("reduce_prod", forms="any axes, numeric dtypes")(_reduce(tf.reduce_prod))
+register("reduce_max", forms="any axes; bool as any")(_reduce(tf.reduce_max, tf.reduce_any))
+register("reduce_min", forms="any axes; bool as all")(_reduce(tf.reduce_min, tf.reduce_all))
+register("reduce_and", forms="any axes, bool")(_reduce(tf.reduce_all))
+register("reduce_or", forms="any axes, bool")(_reduce(tf.reduce_any))
+
+
+def _arg(tf_fn):
+    def rule(ctx: Ctx, x: Value, axes: Sequence[int], index_dtype: Any) -> Value:
+        if len(axes) != 1:
+            ctx.refuse("axes", axes, "exactly one axis")
+        dt = tf.as_dtype(np.dtype(index_dtype))
+        if dt not in (tf.int32, tf.int64):
+            ctx.refuse("index_dtype", index_dtype)
+        if tf.as_dtype(x.dtype) == tf.bool:
+            x = tf.cast(x, tf.int32)
+        return tf_fn(x, axis=int(axes[0]), output_type=dt)
+
+    return rule
+
+
+register("argmax", forms="one axis, int32/int64 index (first index on ties)")(_arg(tf.math.argmax))
+register("argmin", forms="one axis, int32/int64 index (first index on ties)")(_arg(tf.math.argmin))
+
+
+@register("cumsum", forms="any axis, reverse")
+def _cumsum(ctx: Ctx, x: Value, axis: int, reverse: bool) -> Value:
+    return tf.math.cumsum(x, axis=int(axis), reverse=bool(reverse))
+
+
+@register("cumprod", forms="any axis, reverse")
+def _cumprod(ctx: Ctx, x: Value, axis: int, reverse: bool) -> Value:
+    return tf.math.cumprod(x, axis=int(axis), reverse=bool(reverse))
+
+
+@register("cumlogsumexp", forms="any axis, reverse; float")
+def _cumlogsumexp(ctx: Ctx, x: Value, axis: int, reverse: bool) -> Value:
+    return tf.math.cumulative_logsumexp(x, axis=int(axis), reverse=bool(reverse))
+
+
+def _prefix_scan(ctx: Ctx, x: Value, axis: int, reverse: bool, op, identity: Any) -> Value:
+    """Hillis-Steele prefix scan with `op` along a static-size axis: log2(n) shifted ops."""
+    n = shape_of(x)[axis]
+    if n is None:
+        ctx.refuse("axis", axis, "cumulative max/min along a symbolic dimension")
+    rank = len(shape_of(x))
+    x = tf.convert_to_tensor(x)
+    if reverse:
+        x = tf.reverse(x, [axis])
+    k = 1
+    while k < n:
+        pad = [[0, 0]] * rank
+        pad[axis] = [k, 0]
+        index = [slice(None)] * rank
+        index[axis] = slice(0, n)
+        shifted = tf.pad(x, pad, constant_values=identity)[tuple(index)]
+        x = op(x, shifted)
+        k *= 2
+    return tf.reverse(x, [axis]) if reverse else x
+
+
+def _lowest(dt: tf.DType) -> Any:
+    return -np.inf if dt.is_floating else dt.min
+
+
+@register("cummax", forms="static-length axis, reverse (log-step scan)")
+def _cummax(ctx: Ctx, x: Value, axis: int, reverse: bool) -> Value:
+    dt = tf.as_dtype(x.dtype)
+    return _prefix_scan(ctx, x, int(axis), bool(reverse), tf.maximum, tf.constant(_lowest(dt), dt))
+
+
+@register("cummin", forms="static-length axis, reverse (log-step scan)")
+def _cummin(ctx: Ctx, x: Value, axis: int, reverse: bool) -> Value:
+    dt = tf.as_dtype(x.dtype)
+    high = np.inf if dt.is_floating else dt.max
+    return _prefix_scan(ctx, x, int(axis), bool(reverse), tf.minimum, tf.constant(high, dt))
+
+
+def _same_padding(n: int, k: int, s: int) -> tuple[int, int]:
+    total = max((-(-n // s) - 1) * s + k - n, 0)
+    return total // 2, total - total // 2
+
+
+def _pool(ctx: Ctx, x: Value, kind: str, window_dimensions: Sequence[int], window_strides: Sequence[int], padding: Sequence[tuple], base_dilation: Sequence[int], window_dilation: Sequence[int]) -> Value:
+    """reduce_window as TF pooling: spatial dims are those with a window, stride or padding."""
+    if any(int(d) != 1 for d in base_dilation):
+        ctx.refuse("base_dilation", tuple(base_dilation))
+    rank = len(window_dimensions)
+    spatial = [i for i in range(rank) if int(window_dimensions[i]) != 1 or int(window_strides[i]) != 1 or tuple(padding[i]) != (0, 0) or int(window_dilation[i]) != 1]
+    if not spatial:
+        return x
+    if len(spatial) > 3:
+        ctx.refuse("window_dimensions", tuple(window_dimensions), "pooling over more than 3 dimensions")
+    if any(int(window_dilation[i]) != 1 for i in spatial) and any(int(window_strides[i]) != 1 for i in spatial):
+        ctx.refuse("window_dilation", tuple(window_dilation), "window dilation together with strides")
+    dt = tf.as_dtype(x.dtype)
+    if kind == "sum" and not dt.is_floating:
+        ctx.refuse("dtype", dt.name, "sum pooling of integers")
+    x = tf.convert_to_tensor(x)
+    if kind == "min":
+        x = -x
+    shape = ctx.in_avals[0].shape
+    contiguous = spatial == list(range(spatial[0], spatial[-1] + 1))
+    if contiguous and spatial[0] > 0:
+        lead, trail, perm = list(range(spatial[0])), list(range(spatial[-1] + 1, rank)), None
+    else:
+        others = [i for i in range(rank) if i not in spatial]
+        perm = others + spatial
+        lead, trail = list(range(len(others))), []
+        x = tf.transpose(x, perm)
+        shape = [shape[p] for p in perm]
+        spatial = list(range(len(others), rank))
+    s_shape = [shape[i] for i in spatial]
+    # Normal form: (batch, *spatial, channels).
+    normal = [_prod(ctx, [shape[i] for i in lead])] + [ctx.dim(d) for d in s_shape] + [_prod(ctx, [shape[i] for i in trail])]
+    reshaped = not (len(lead) == 1 and len(trail) == 1)
+    if reshaped:
+        x = tf.reshape(x, tf.stack(normal) if not all(isinstance(d, int) for d in normal) else normal)
+    win = [int(window_dimensions[i]) for i in (spatial if perm is None else [perm[i] for i in spatial])]
+    strides = [int(window_strides[i]) for i in (spatial if perm is None else [perm[i] for i in spatial])]
+    pads = [tuple(int(p) for p in padding[i]) for i in (spatial if perm is None else [perm[i] for i in spatial])]
+    dil = [int(window_dilation[i]) for i in (spatial if perm is None else [perm[i] for i in spatial])]
+    mode = "VALID"
+    if any(p != (0, 0) for p in pads):
+        if kind != "sum" and is_static(s_shape) and all(p == _same_padding(int(n), (k - 1) * d + 1, s) for p, n, k, s, d in zip(pads, s_shape, win, strides, dil)):
+            mode = "SAME"  # TF's SAME max pooling ignores the padding, as -inf padding does
+        else:
+            fill = tf.constant(0 if kind == "sum" else _lowest(dt), dt)
+            x = tf.pad(x, [[0, 0]] + [list(p) for p in pads] + [[0, 0]], constant_values=fill)
+    if kind == "sum":
+        y = tf.nn.pool(x, win, "AVG", strides=strides, padding="VALID", dilations=dil) * tf.constant(float(np.prod(win)), dt)
+    else:
+        y = tf.nn.pool(x, win, "MAX", strides=strides, padding=mode, dilations=dil)
+    if kind == "min":
+        y = -y
+    out_shape = ctx.out_aval.shape
+    if perm is not None:
+        inv = np.argsort(perm)
+        permuted = [out_shape[p] for p in perm]
+        y = tf.reshape(y, ctx.shape(permuted))
+        return tf.transpose(y, [int(i) for i in inv])
+    if reshaped:
+        y = tf.reshape(y, ctx.shape(out_shape))
+    return y
+
+
+def _prod(ctx: Ctx, dims: Sequence[Any]) -> Any:
+    out: Any = 1
+    for d in dims:
+        v = ctx.dim(d)
+        out = v if (isinstance(out, int) and out == 1) else out * v
+    return out
+
+
+_POOL_FORMS = "up to 3 windowed dims in any layout, any strides, padding, window dilation (stride 1); no base dilation"
+
+
+@register("reduce_window_max", forms=_POOL_FORMS)
+def _reduce_window_max(ctx: Ctx, x: Value, **params: Any) -> Value:
+    return _pool(ctx, x, "max", **params)
+
+
+@register("reduce_window_min", forms=_POOL_FORMS)
+def _reduce_window_min(ctx: Ctx, x: Value, **params: Any) -> Value:
+    return _pool(ctx, x, "min", **params)
+
+
+@register("reduce_window_sum", forms=_POOL_FORMS + "; float only (as average pooling × window size)")
+def _reduce_window_sum(ctx: Ctx, x: Value, **params: Any) -> Value:
+    return _pool(ctx, x, "sum", **params)
+
+
+def _take_along_last(x: tf.Tensor, idx: tf.Tensor) -> tf.Tensor:
+    return tf.gather(x, idx, batch_dims=len(x.shape) - 1)
+
+
+@register("sort", forms="num_keys=1 along any dimension, any number of operands (ascending, stable)")
+def _sort(ctx: Ctx, *operands: Value, dimension: int, is_stable: bool, num_keys: int) -> list[Value]:
+    if int(num_keys) != 1:
+        ctx.refuse("num_keys", num_keys)
+    rank = len(ctx.in_avals[0].shape)
+    axis = int(dimension)
+    perm = list(range(rank))
+    perm[axis], perm[-1] = perm[-1], perm[axis]
+    ops = [tf.convert_to_tensor(o) for o in operands]
+    if axis != rank - 1:
+        ops = [tf.transpose(o, perm) for o in ops]
+    keys = ops[0]
+    if len(ops) == 1:
+        out = [tf.sort(keys, axis=-1)]
+    else:
+        order = tf.argsort(keys, axis=-1, stable=True)
+        out = [_take_along_last(o, order) for o in ops]
+    if axis != rank - 1:
+        out = [tf.transpose(o, perm) for o in out]
+    return out
+
+
+@register("top_k", forms="any axis (last is native), static k")
+def _top_k(ctx: Ctx, x: Value, k: int, axis: int = -1, **_: Any) -> list[Value]:
+    rank = len(ctx.in_avals[0].shape)
+    axis = int(axis) % rank
+    x = tf.convert_to_tensor(x)
+    perm = list(range(rank))
+    perm[axis], perm[-1] = perm[-1], perm[axis]
+    if axis != rank - 1:
+        x = tf.transpose(x, perm)
+    values, indices = tf.math.top_k(x, k=int(k), sorted=True)
+    indices = tf.cast(indices, tf.as_dtype(ctx.out_avals[1].dtype))
+    if axis != rank - 1:
+        values, indices = tf.transpose(values, perm), tf.transpose(indices, perm)
+    return [values, indices]

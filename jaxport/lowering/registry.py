@@ -1,0 +1,56 @@
+"""The rule table: one lowering rule per JAX primitive, with the forms it supports.
+
+A rule is `rule(ctx, *operands, **params) -> value | list[value]`. Operands are numpy arrays
+(constants) or `tf.Tensor`s. The rule's `kind` says what shapes it gets and gives:
+- "full": operands materialized to their exact aval shapes; results of the out avals' shapes.
+- "elementwise": elementwise in all operands; operands may be *compact* (their shape
+  broadcasts numpy-style to the aval shape) and so may the result.
+- "raw": operands passed as they are, compact or not (calls into nested jaxprs, which
+  materialize what they need); results may be compact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from jax.extend.core import Primitive
+
+RuleFn = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A registered lowering: the function, a one-line description of supported forms."""
+
+    primitive: str
+    fn: RuleFn
+    forms: str
+    kind: str
+    family: str
+
+
+RULES: dict[str, Rule] = {}
+"""Primitive name -> rule. Keyed by name so that equal primitives from any jax module match."""
+
+
+def register(*primitives: Primitive | str, forms: str = "all forms", kind: str = "full") -> Callable[[RuleFn], RuleFn]:
+    """Decorator: register `fn` as the lowering of each of `primitives`.
+
+    `forms` is the coverage-table text (what parameter forms the rule accepts); anything
+    else must be refused in the rule with `ctx.refuse`.
+    """
+
+    if kind not in ("full", "elementwise", "raw"):
+        raise ValueError(f"unknown rule kind {kind!r}")
+
+    def deco(fn: RuleFn) -> RuleFn:
+        family = fn.__module__.rsplit(".", 1)[-1]
+        for p in primitives:
+            name = p if isinstance(p, str) else p.name
+            if name in RULES:
+                raise ValueError(f"primitive {name} registered twice")
+            RULES[name] = Rule(name, fn, forms, kind, family)
+        return fn
+
+    return deco

@@ -1,0 +1,184 @@
+"""Shape and layout primitives: broadcast_in_dim, reshape, squeeze, transpose, concatenate,
+pad, rev, slice, iota, split, tile.
+
+`broadcast_in_dim` emits no BroadcastTo: it reshapes to a compact value without leading 1-dims
+(often a no-op) and lets consumers broadcast. Chains of reshapes and of transposes collapse.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from jaxport.lowering.context import Ctx, Value, is_static, op_type, shape_of, static_shape
+from jaxport.lowering.registry import register
+
+
+def reshape_to(ctx: Ctx, x: Value, dims: Sequence[Any]) -> Value:
+    """`x` reshaped to aval dims `dims`, skipping no-op reshapes and collapsing reshape chains."""
+    if isinstance(x, np.ndarray):
+        if is_static(dims):
+            return x.reshape([int(d) for d in dims])
+        x = tf.constant(x)
+    if is_static(dims) and shape_of(x) == tuple(int(d) for d in dims):
+        return x
+    if op_type(x) == "Reshape":
+        x = x.op.inputs[0]
+    out = tf.reshape(x, ctx.shape(dims))
+    out.set_shape(static_shape(dims))
+    return out
+
+
+def _strip_leading_ones(shape: list) -> list:
+    i = 0
+    while i < len(shape) and shape[i] == 1:
+        i += 1
+    return shape[i:]
+
+
+@register("broadcast_in_dim", forms="static and symbolic shapes; stays compact (no BroadcastTo)", kind="raw")
+def _broadcast_in_dim(ctx: Ctx, x: Value, *dyn: Value, shape: Sequence[Any], broadcast_dimensions: Sequence[int], **_: Any) -> Value:
+    if dyn:
+        ctx.refuse("dynamic shape operands", len(dyn))
+    rank_in = len(ctx.in_avals[0].shape)
+    have = list(shape_of(x))
+    have = [1] * (rank_in - len(have)) + have
+    out = [1] * len(shape)
+    src: list[int | None] = [None] * len(shape)  # which input dim feeds each out dim
+    for i, d in enumerate(broadcast_dimensions):
+        if have[i] != 1:
+            out[d] = have[i]
+            src[d] = i
+    k = len(out) - len(_strip_leading_ones(out))
+    out, src = out[k:], src[k:]
+    if list(shape_of(x)) == out:
+        return x
+    if isinstance(x, np.ndarray):
+        return x.reshape(out)
+    if None not in out:
+        return tf.reshape(x, out)
+    dyn_shape = tf.shape(x)
+    offset = len(have) - len(shape_of(x))
+    parts = [dyn_shape[s - offset] if s is not None else tf.constant(1, tf.int32) for s in src]
+    y = tf.reshape(x, tf.stack(parts))
+    y.set_shape(out)
+    return y
+
+
+@register("reshape", forms="dimensions=None; static and symbolic new_sizes", kind="full")
+def _reshape(ctx: Ctx, x: Value, *dyn: Value, new_sizes: Sequence[Any], dimensions: Any, **_: Any) -> Value:
+    if dimensions is not None:
+        ctx.refuse("dimensions", dimensions)
+    if dyn:
+        ctx.refuse("dynamic shape operands", len(dyn))
+    return reshape_to(ctx, x, ctx.out_aval.shape)
+
+
+@register("squeeze", forms="any dimensions (as a reshape)")
+def _squeeze(ctx: Ctx, x: Value, dimensions: Sequence[int]) -> Value:
+    return reshape_to(ctx, x, ctx.out_aval.shape)
+
+
+@register("transpose", forms="any permutation; identity dropped, chains composed")
+def _transpose(ctx: Ctx, x: Value, permutation: Sequence[int]) -> Value:
+    perm = [int(p) for p in permutation]
+    if perm == list(range(len(perm))):
+        return x
+    if op_type(x) == "Transpose":
+        inner = tf.get_static_value(x.op.inputs[1])
+        if inner is not None:
+            perm = [int(inner[p]) for p in perm]
+            x = x.op.inputs[0]
+            if perm == list(range(len(perm))):
+                return x
+    return tf.transpose(x, perm)
+
+
+@register("concatenate", forms="any dimension, any number of operands")
+def _concatenate(ctx: Ctx, *xs: Value, dimension: int) -> Value:
+    if len(xs) == 1:
+        return xs[0]
+    return tf.concat(list(xs), axis=int(dimension))
+
+
+def _dyn_dim(x: Value, axis: int) -> Any:
+    s = shape_of(x)[axis]
+    return s if s is not None else tf.shape(x)[axis]
+
+
+@register("pad", forms="negative (cropping), positive and interior padding; scalar padding value")
+def _pad(ctx: Ctx, x: Value, padding_value: Value, padding_config: Sequence[tuple]) -> Value:
+    x = tf.convert_to_tensor(x)
+    pv = tf.convert_to_tensor(padding_value)
+    rank = len(padding_config)
+    for axis, (_, _, interior) in enumerate(padding_config):
+        interior = int(interior)
+        if interior > 0:
+            n = _dyn_dim(x, axis)
+            y = tf.expand_dims(x, axis + 1)
+            cfg = [[0, 0]] * (rank + 1)
+            cfg[axis + 1] = [0, interior]
+            y = tf.pad(y, cfg, constant_values=pv)
+            full = tf.shape(y)
+            new_shape = tf.concat([full[:axis], [n * (1 + interior)], full[axis + 2 :]], 0)
+            y = tf.reshape(y, new_shape)
+            x = tf.gather(y, tf.range(n * (1 + interior) - interior), axis=axis)
+    if any(int(lo) < 0 or int(hi) < 0 for lo, hi, _ in padding_config):
+        index = []
+        for axis, (lo, hi, _) in enumerate(padding_config):
+            start = -int(lo) if int(lo) < 0 else 0
+            stop = int(hi) if int(hi) < 0 else None
+            index.append(slice(start, stop))
+        x = x[tuple(index)]
+    cfg = [[max(int(lo), 0), max(int(hi), 0)] for lo, hi, _ in padding_config]
+    if any(a or b for a, b in cfg):
+        x = tf.pad(x, cfg, constant_values=pv)
+    return x
+
+
+@register("rev", forms="any dimensions")
+def _rev(ctx: Ctx, x: Value, dimensions: Sequence[int]) -> Value:
+    if not dimensions:
+        return x
+    return tf.reverse(x, [int(d) for d in dimensions])
+
+
+@register("slice", forms="static and symbolic bounds, any strides")
+def _slice(ctx: Ctx, x: Value, start_indices: Sequence[Any], limit_indices: Sequence[Any], strides: Sequence[int] | None) -> Value:
+    shape = ctx.in_avals[0].shape
+    strides = strides or [1] * len(shape)
+    index = []
+    trivial = True
+    for s, e, st, n in zip(start_indices, limit_indices, strides, shape):
+        if (isinstance(s, int) and s == 0) and (e is n or (is_static([e, n]) and int(e) == int(n))) and int(st) == 1:
+            index.append(slice(None))
+            continue
+        trivial = False
+        index.append(slice(ctx.dim(s), ctx.dim(e), int(st)))
+    if trivial:
+        return x
+    return tf.convert_to_tensor(x)[tuple(index)]
+
+
+@register("iota", forms="any dtype, dimension and (symbolic) shape; compact result", kind="raw")
+def _iota(ctx: Ctx, dtype: Any, shape: Sequence[Any], dimension: int, **_: Any) -> Value:
+    n = shape[dimension]
+    compact = [n] + [1] * (len(shape) - 1 - dimension)
+    if is_static([n]):
+        return np.arange(int(n), dtype=np.dtype(dtype)).reshape([int(d) for d in compact])
+    r = tf.range(ctx.dim(n), dtype=tf.as_dtype(np.dtype(dtype)))
+    return tf.reshape(r, [-1] + [1] * (len(shape) - 1 - dimension))
+
+
+@register("split", forms="static sizes along any axis")
+def _split(ctx: Ctx, x: Value, sizes: Sequence[Any], axis: int) -> list[Value]:
+    if not is_static(sizes):
+        ctx.refuse("sizes", sizes, "symbolic split sizes")
+    return tf.split(x, [int(s) for s in sizes], axis=int(axis))
+
+
+@register("tile", forms="any reps")
+def _tile(ctx: Ctx, x: Value, reps: Sequence[int]) -> Value:
+    return tf.tile(x, [int(r) for r in reps])

@@ -1,0 +1,105 @@
+"""End to end: real models → SavedModel and TFLite, each run in its runtime at batch 1 and 3."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxport.options import ConvertOptions
+from jaxport.pipeline import convert_archive
+from tests import zoo
+
+TARGETS = ["savedmodel", "tflite"]
+
+
+def _assert_ok(report: dict, out: Path, targets=TARGETS) -> None:
+    for target in targets:
+        result = report["targets"][target]
+        assert result["status"] == "ok", (target, result["error"])
+        assert result["parity"]["passed"] and result["parity"]["batch_sizes"] == [1, 3]
+        assert (out / result["path"]).exists() and result["bytes"] > 0
+    assert json.loads((out / "report.json").read_text()) == json.loads(json.dumps(report))
+
+
+def _convert(archive: Path, out: Path, **options) -> dict:
+    return convert_archive(archive, out, ConvertOptions(targets=TARGETS, **options))
+
+
+MODELS = {
+    "mobilenet_v2": zoo.mobilenet_v2,
+    "transformer": lambda: zoo.transformer_block(seq=None),
+    "lstm_gru": zoo.lstm_model,
+    "multi_io": zoo.multi_io_model,
+    "bert_backbone": zoo.bert_backbone,
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_bare_keras_model(name: str, tmp_path: Path) -> None:
+    path = zoo.save(MODELS[name](), tmp_path / f"{name}.keras")
+    report = _convert(path, tmp_path / "out")
+    _assert_ok(report, tmp_path / "out")
+    fn = report["functions"]["serving_default"]
+    first = next(iter(fn["inputs"].values()))
+    assert first["shape"][0] == "b"
+
+
+def test_bert_keeps_batch_and_sequence_symbols(tmp_path: Path) -> None:
+    path = zoo.save(zoo.bert_backbone(), tmp_path / "bert.keras")
+    from jaxport.archive import extract_archive
+    from jaxport.compose import load_program
+
+    program = load_program(extract_archive(path, tmp_path / "x"), trusted=False)
+    fn = program.functions["serving_default"]
+    assert {s.name: s.shape for s in fn.inputs}["token_ids"] == ("b", "d1")
+    assert {s.name: s.shape for s in fn.output_specs}["sequence_output"] == ("b", "d1", 8)
+
+
+def test_vmapped_set_composite_with_samples(set_archive: Path, tmp_path: Path) -> None:
+    report = _convert(set_archive, tmp_path)
+    _assert_ok(report, tmp_path)
+    assert report["functions"]["serving_default"]["outputs"]["score"]["shape"] == ["b", 4]
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(tmp_path / "savedmodel"))
+    # Weights are variables, not constants baked into the graph.
+    assert len(loaded.variables) > 0
+
+
+def test_two_function_tar_archive(two_tower_archive: Path, tmp_path: Path) -> None:
+    report = _convert(two_tower_archive, tmp_path)
+    _assert_ok(report, tmp_path)
+    assert set(report["functions"]) == {"embed_image", "embed_text"}
+    from jaxport.verify.runtimes import TfliteRunner
+
+    sigs = TfliteRunner(tmp_path / "model.tflite").signatures()
+    assert set(sigs) == {"embed_image", "embed_text"}
+    assert sorted(sigs["embed_text"]["outputs"]) == ["embedding", "logits"]
+
+
+def test_nested_vmap_in_a_folder(nested_archive: Path, tmp_path: Path) -> None:
+    report = _convert(nested_archive, tmp_path)
+    _assert_ok(report, tmp_path)
+    assert report["functions"]["serving_default"]["inputs"]["grid"]["shape"] == ["b", "n", 2, 16, 16, 3]
+
+
+@pytest.mark.parametrize("quantize", ["float16", "int8-dynamic", "int8"])
+def test_tflite_quantization(quantize: str, set_archive: Path, tmp_path: Path) -> None:
+    report = convert_archive(set_archive, tmp_path, ConvertOptions(
+        targets=["tflite"], quantize=quantize, quantized_atol=0.25, quantized_rtol=0.1))
+    result = report["targets"]["tflite"]
+    assert result["status"] == "ok", result["error"]
+    assert result["parity"]["atol"] == 0.25 and result["quantize"] == quantize
+
+
+def test_one_failing_target_does_not_stop_the_others(tmp_path: Path) -> None:
+    path = zoo.save(zoo.small_cnn(), tmp_path / "m.keras")
+    report = convert_archive(path, tmp_path / "out", ConvertOptions(
+        targets=["savedmodel", "tflite"], quantize="int8", quantized_atol=0.0, quantized_rtol=0.0))
+    assert report["targets"]["savedmodel"]["status"] == "ok"
+    tfl = report["targets"]["tflite"]
+    assert tfl["status"] == "failed" and tfl["error"]["stage"] == "verify"
+    assert "parity failed" in tfl["error"]["message"]

@@ -1,0 +1,209 @@
+"""Real test models, small: keras.applications (weights=None), keras_hub from small configs,
+and hand-built blocks. BatchNorm layers get real statistics so outputs depend on inputs
+(random-init BN makes every input give nearly the same output, and parity meaningless).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import zipfile
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def with_real_bn(model: keras.Model, seed: int = 0) -> keras.Model:
+    """Draw BatchNorm moving statistics and affine params so the model is input-sensitive."""
+    rng = np.random.default_rng(seed)
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.BatchNormalization):
+            shape = layer.moving_mean.shape
+            layer.moving_mean.assign(rng.normal(0, 0.1, shape).astype("float32"))
+            layer.moving_variance.assign(rng.uniform(0.5, 1.5, shape).astype("float32"))
+            if layer.gamma is not None:
+                layer.gamma.assign(rng.uniform(0.8, 1.2, shape).astype("float32"))
+            if layer.beta is not None:
+                layer.beta.assign(rng.normal(0, 0.1, shape).astype("float32"))
+    return model
+
+
+def mobilenet_v2(size: int = 32) -> keras.Model:
+    return with_real_bn(keras.applications.MobileNetV2(
+        input_shape=(size, size, 3), alpha=0.35, weights=None, classifier_activation=None,
+        classes=10))
+
+
+def small_cnn(size: int = 16, features: int = 8, name: str = "cnn") -> keras.Model:
+    x = keras.Input((size, size, 3), name="image")
+    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    h = keras.layers.BatchNormalization()(h)
+    h = keras.layers.MaxPooling2D()(h)
+    h = keras.layers.Conv2D(features, 3, padding="same", activation="relu")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    return with_real_bn(keras.Model(x, h, name=name))
+
+
+def dense_head(features: int = 8, classes: int = 4) -> keras.Model:
+    x = keras.Input((features,), name="features")
+    return keras.Model(x, keras.layers.Dense(classes)(keras.layers.Dense(16, activation="gelu")(x)),
+                       name="head")
+
+
+def transformer_block(seq: int | None = None, dim: int = 16) -> keras.Model:
+    x = keras.Input((seq, dim), name="tokens")
+    a = keras.layers.MultiHeadAttention(num_heads=2, key_dim=8)(x, x)
+    h = keras.layers.LayerNormalization()(x + a)
+    f = keras.layers.Dense(dim)(keras.layers.Dense(32, activation="gelu")(h))
+    return keras.Model(x, keras.layers.LayerNormalization()(h + f), name="transformer")
+
+
+def lstm_model(seq: int = 6) -> keras.Model:
+    x = keras.Input((seq, 5), name="series")
+    h = keras.layers.LSTM(8, return_sequences=True)(x)
+    h = keras.layers.GRU(8)(h)
+    return keras.Model(x, keras.layers.Dense(3)(h), name="rnn")
+
+
+def multi_io_model() -> keras.Model:
+    a = keras.Input((6,), name="numbers")
+    b = keras.Input((None,), dtype="int32", name="ids")
+    e = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(20, 4)(b))
+    h = keras.layers.Concatenate()([keras.layers.Dense(4)(a), e])
+    return keras.Model({"numbers": a, "ids": b},
+                       {"logits": keras.layers.Dense(3)(h), "embedding": e}, name="multi")
+
+
+def bert_backbone() -> keras.Model:
+    import keras_hub
+
+    return keras_hub.models.BertBackbone(vocabulary_size=50, num_layers=1, num_heads=2,
+                                         hidden_dim=8, intermediate_dim=16,
+                                         max_sequence_length=16)
+
+
+def lambda_model() -> keras.Model:
+    x = keras.Input((3,), name="x")
+    return keras.Model(x, keras.layers.Lambda(lambda t: t * 2.0)(x))
+
+
+def save(model: keras.Model, path: Path) -> Path:
+    model.save(path)
+    return path
+
+
+def make_zip(path: Path, files: dict[str, bytes | Path]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, content in files.items():
+            zf.writestr(name, content.read_bytes() if isinstance(content, Path) else content)
+    return path
+
+
+def make_targz(path: Path, files: dict[str, bytes | Path]) -> Path:
+    with tarfile.open(path, "w:gz") as tf:
+        for name, content in files.items():
+            data = content.read_bytes() if isinstance(content, Path) else content
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def npz_bytes(**arrays: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+SET_MANIFEST = """
+format = 1
+
+[models]
+embed = "embed.keras"
+head  = "head.keras"
+
+[functions.serving_default]
+inputs  = { images = "f32[b,4,16,16,3]" }
+outputs = { score = "score" }
+
+[[functions.serving_default.steps]]
+bind = "emb"
+call = "embed"
+args = ["images"]
+vmap = { in_axes = [1], out_axes = 1 }
+
+[[functions.serving_default.steps]]
+bind = "pooled"
+op   = "mean"
+args = ["emb"]
+axis = 1
+
+[[functions.serving_default.steps]]
+bind = "score"
+call = "head"
+args = ["pooled"]
+"""
+
+NESTED_MANIFEST = """
+format = 1
+
+[models]
+embed = "embed.keras"
+
+[functions.serving_default]
+inputs  = { grid = "f32[b,n,2,16,16,3]" }
+outputs = { pooled = "pooled" }
+
+[[functions.serving_default.steps]]
+bind = "emb"                  # (b, n, 2, d)
+call = "embed"
+args = ["grid"]
+vmap = [{ in_axes = [1], out_axes = 1 }, { in_axes = [1], out_axes = 1 }]
+
+[[functions.serving_default.steps]]
+bind = "pooled"
+op   = "max"
+args = ["emb"]
+axis = [1, 2]
+"""
+
+TWO_TOWER_MANIFEST = """
+format = 1
+
+[models]
+image = "image.keras"
+text  = "text.keras"
+
+[functions.embed_image]
+inputs  = { image = "f32[b,16,16,3]" }
+outputs = { embedding = "e" }
+
+[[functions.embed_image.steps]]
+bind = "raw"
+call = "image"
+args = ["image"]
+
+[[functions.embed_image.steps]]
+bind = "e"
+op = "l2_normalize"
+args = ["raw"]
+axis = -1
+
+[functions.embed_text]
+inputs  = { numbers = "f32[b,6]", ids = "i32[b,s]" }
+outputs = { embedding = "e", logits = "logits" }
+
+[[functions.embed_text.steps]]
+bind = ["embedding", "logits"]
+call = "text"
+args = { numbers = "numbers", ids = "ids" }
+
+[[functions.embed_text.steps]]
+bind = "e"
+op = "l2-normalize"
+args = ["embedding"]
+"""
