@@ -65,18 +65,19 @@ class ConvNet(tf.Module):
 
 
 class TwoInTwoOut(tf.Module):
+    """Alike inputs and alike outputs: tensorflowjs alone would name them `a:0`, `Identity_1:0`."""
+
     def __init__(self) -> None:
-        self.w = _var(np.random.default_rng(2), 6, 3)
+        self.w = _var(np.random.default_rng(2), 4, 4)
 
     @tf.function(
         input_signature=[
             tf.TensorSpec([None, 4], tf.float32, name="a"),
-            tf.TensorSpec([None, 2], tf.int32, name="b"),
+            tf.TensorSpec([None, 4], tf.float32, name="b"),
         ]
     )
     def __call__(self, a, b):
-        mixed = tf.concat([a, tf.cast(b, tf.float32)], axis=1) @ self.w
-        return {"mixed": tf.sigmoid(mixed), "count": tf.reduce_sum(b, axis=1) * 2}
+        return {"mixed": tf.sigmoid(a @ self.w + b), "diff": a - 2.0 * b}
 
 
 class DTypes(tf.Module):

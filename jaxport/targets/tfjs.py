@@ -72,7 +72,8 @@ def export_tfjs(
     if shard_bytes < 1:
         raise TargetError(f"shard_bytes must be positive, got {shard_bytes}", stage="convert")
 
-    ops = signature_ops(saved_model_dir, signature)
+    meta_graph = _meta_graph(saved_model_dir, signature)
+    ops = _reachable_ops(meta_graph, signature)
     if xla := sorted(ops & XLA_OPS):
         raise TargetError(
             f"signature {signature!r} of {saved_model_dir} holds {', '.join(xla)}, which TF.js cannot run",
@@ -105,6 +106,7 @@ def export_tfjs(
         finally:
             for line in chatter.getvalue().splitlines():
                 log.info("tensorflowjs: %s", line)
+        _name_signature(staging / "model.json", meta_graph, signature)
         if problems := runtime_problems(staging / "model.json"):
             raise TargetError(
                 "the converted model needs what the TF.js runtime lacks: " + "; ".join(problems),
@@ -125,26 +127,38 @@ def signature_ops(saved_model_dir: Path, signature: str = "serving_default") -> 
     Reads `saved_model.pb` only (no variables, no tracing). Raises `TargetError` when the
     directory is not a SavedModel or lacks the signature.
     """
+    return _reachable_ops(_meta_graph(Path(saved_model_dir), signature), signature)
+
+
+def _meta_graph(saved_model_dir: Path, signature: str) -> Any:
+    """The `serve` MetaGraphDef of a SavedModel that has `signature`."""
     from tensorflow.core.protobuf import saved_model_pb2
 
-    pb = Path(saved_model_dir) / "saved_model.pb"
+    pb = saved_model_dir / "saved_model.pb"
     if not pb.is_file():
         raise TargetError(f"{saved_model_dir} is not a SavedModel (no saved_model.pb)", stage="convert")
     saved_model = saved_model_pb2.SavedModel.FromString(pb.read_bytes())
     graphs = [m for m in saved_model.meta_graphs if "serve" in m.meta_info_def.tags]
     if not graphs:
         raise TargetError(f"{saved_model_dir} has no MetaGraph tagged 'serve'", stage="convert")
-    meta_graph = graphs[0]
-    if signature not in meta_graph.signature_def:
+    if signature not in graphs[0].signature_def:
         raise TargetError(
             f"{saved_model_dir} has no signature {signature!r}",
-            f"signatures: {', '.join(sorted(meta_graph.signature_def)) or 'none'}",
+            f"signatures: {', '.join(sorted(graphs[0].signature_def)) or 'none'}",
             stage="convert",
         )
+    return graphs[0]
+
+
+def _node_name(tensor: str) -> str:
+    return tensor.split(":")[0].lstrip("^")
+
+
+def _reachable_ops(meta_graph: Any, signature: str) -> frozenset[str]:
     graph = meta_graph.graph_def
     functions = {f.signature.name: f for f in graph.library.function}
     nodes = {n.name: n for n in graph.node}
-    todo = [t.name.split(":")[0].lstrip("^") for t in meta_graph.signature_def[signature].outputs.values()]
+    todo = [_node_name(t.name) for t in meta_graph.signature_def[signature].outputs.values()]
     seen_nodes: set[str] = set()
     seen_functions: set[str] = set()
     ops: set[str] = set()
@@ -168,7 +182,7 @@ def signature_ops(saved_model_dir: Path, signature: str = "serving_default") -> 
         seen_nodes.add(name)
         node = nodes[name]
         called.extend(visit(node))
-        todo.extend(i.split(":")[0].lstrip("^") for i in node.input)
+        todo.extend(_node_name(i) for i in node.input)
     while called:
         fname = called.pop()
         if fname in seen_functions or fname not in functions:
@@ -177,6 +191,59 @@ def signature_ops(saved_model_dir: Path, signature: str = "serving_default") -> 
         for node in functions[fname].node_def:
             called.extend(visit(node))
     return frozenset(ops - functions.keys())
+
+
+def _function_tensor_names(meta_graph: Any, signature: str) -> dict[str, str]:
+    """{tensor name inside the signature's function: signature key}, for inputs and outputs.
+
+    The converter freezes the signature's function, so its graph model refers to that
+    function's placeholders and returned tensors. A TF2 signature is one (Stateful)PartitionedCall
+    of a wrapper function: signature input k is call input i = the function's input_arg i;
+    signature output `call:j` is output_arg j, whose `ret` names the tensor.
+    """
+    sig = meta_graph.signature_def[signature]
+    graph = meta_graph.graph_def
+    nodes = {n.name: n for n in graph.node}
+    functions = {f.signature.name: f for f in graph.library.function}
+    names: dict[str, str] = {}
+    for call_name in {_node_name(info.name) for info in sig.outputs.values()}:
+        call = nodes.get(call_name)
+        if call is None or "f" not in call.attr or call.attr["f"].func.name not in functions:
+            continue
+        fdef = functions[call.attr["f"].func.name]
+        for key, info in sig.outputs.items():
+            node, _, index = info.name.partition(":")
+            if node == call_name and int(index or 0) < len(fdef.signature.output_arg):
+                ret = fdef.ret.get(fdef.signature.output_arg[int(index or 0)].name, "")
+                ret_node, _, rest = ret.partition(":")  # "Identity:output:0"
+                names[f"{ret_node}:{rest.rpartition(':')[2]}"] = key
+        call_inputs = [_node_name(i) for i in call.input]
+        for key, info in sig.inputs.items():
+            if (placeholder := _node_name(info.name)) in call_inputs:
+                names[f"{fdef.signature.input_arg[call_inputs.index(placeholder)].name}:0"] = key
+    return names
+
+
+def _name_signature(model_json: Path, meta_graph: Any, signature: str) -> None:
+    """Key the graph model's signature by the SavedModel signature's input and output names.
+
+    tensorflowjs 4.22 finds each name by matching dtype and shape, and falls back to the tensor
+    name (`x:0`, `Identity_1:0`) when two inputs or two outputs look alike.
+    """
+    data = json.loads(model_json.read_text())
+    names = _function_tensor_names(meta_graph, signature)
+    sig = data.setdefault("signature", {})
+    for kind in ("inputs", "outputs"):
+        sig[kind] = {names.get(info["name"], key): info for key, info in sig.get(kind, {}).items()}
+    want = meta_graph.signature_def[signature]
+    # Inputs the graph does not use are dropped by the converter; outputs must all be there.
+    if set(sig["outputs"]) != set(want.outputs) or not set(sig["inputs"]) <= set(want.inputs):
+        raise TargetError(
+            f"cannot name the TF.js model's inputs/outputs {sorted(sig['inputs'])}/{sorted(sig['outputs'])} "
+            f"after signature {signature!r} ({sorted(want.inputs)}/{sorted(want.outputs)})",
+            stage="convert",
+        )
+    model_json.write_text(json.dumps(data))
 
 
 def runtime_problems(model_json: Path) -> list[str]:
