@@ -94,15 +94,21 @@ def model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_keras(model_dir) -> Path:
-    """A bare .keras file: dense_head (8 features -> 4 classes)."""
-    return zoo.save(zoo.dense_head(8, 4), model_dir / "tiny.keras")
+    """A bare .keras file: an MLP, 8 features -> 4 classes."""
+    return zoo.save(_mlp(8, 4, "tiny"), model_dir / "tiny.keras")
+
+
+def _mlp(features: int, classes: int, name: str):
+    x = zoo.keras.Input((features,), name="features")
+    h = zoo.keras.layers.Dense(16, activation="relu")(x)
+    return zoo.keras.Model(x, zoo.keras.layers.Dense(classes)(h), name=name)
 
 
 @pytest.fixture(scope="session")
 def composite_zip(model_dir) -> Path:
     """The seed blog's composite: a CNN vmapped over a set of 4 images, mean-pooled, a head."""
     embed = zoo.save(zoo.small_cnn(16, 8, name="embed"), model_dir / "embed.keras")
-    head = zoo.save(zoo.dense_head(8, 4), model_dir / "head.keras")
+    head = zoo.save(_mlp(8, 4, "head"), model_dir / "head.keras")
     return zoo.make_zip(model_dir / "set.zip", {"jaxport.toml": zoo.SET_MANIFEST.encode(),
                                                 "embed.keras": embed, "head.keras": head})
 
