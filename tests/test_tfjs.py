@@ -8,22 +8,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from jaxport.errors import TargetError
 from jaxport.targets.tfjs import export_tfjs, runtime_problems
 from jaxport.verify.tfjs import TfjsRunner, TfjsUnavailable
 
-tf = pytest.importorskip("tensorflow")
-
 BATCHES = (1, 3)
 
 
 @pytest.fixture(scope="session")
-def runner() -> TfjsRunner:
+def runner() -> Iterator[TfjsRunner]:
     with TfjsRunner() as r:
         yield r
 

@@ -79,6 +79,7 @@ class TfjsRunner:
         self.node = node or os.environ.get("JAXPORT_NODE") or shutil.which("node")
         self.timeout_s = timeout_s
         self._proc: subprocess.Popen[str] | None = None
+        self._owner_pid = os.getpid()
         self._replies: queue.Queue[str | None] = queue.Queue()
         self._stderr: collections.deque[str] = collections.deque(maxlen=40)
         self._stderr_pump: threading.Thread | None = None
@@ -123,6 +124,8 @@ class TfjsRunner:
         self, model_dir: Path, inputs: dict[str, np.ndarray], *, warmup: int = 2, runs: int = 10
     ) -> tuple[dict[str, np.ndarray], Timing]:
         """Like `run`, then time `runs` runs after `warmup` untimed ones, all inside Node."""
+        if runs < 1 or warmup < 0:
+            raise ValueError(f"need runs >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
         outputs, timing = self._run(model_dir, inputs, {"warmup": warmup, "runs": runs})
         assert timing is not None
         return outputs, Timing(**timing)
@@ -184,7 +187,14 @@ class TfjsRunner:
 
     # -- process management (callers hold the lock) ------------------------------------------
 
+    def _forget_if_forked(self) -> None:
+        if self._owner_pid != os.getpid():
+            # Inherited across fork (e.g. a prefork worker): the process is the parent's and the
+            # threads reading its pipes did not survive; leave it to the parent.
+            self._proc, self._owner_pid = None, os.getpid()
+
     def _ensure_started(self) -> None:
+        self._forget_if_forked()
         if self._proc is not None and self._proc.poll() is None:
             return
         self._stop()
@@ -212,6 +222,7 @@ class TfjsRunner:
         self.info = self._exchange({"op": "ping"})
 
     def _stop(self) -> None:
+        self._forget_if_forked()
         proc, self._proc = self._proc, None
         if proc is None:
             return
