@@ -133,7 +133,9 @@ def check_keras_file(path: Path, where: str = "", limits: ArchiveLimits | None =
     """Check that `path` is a plausible, bounded Keras 3 `.keras` file (a zip with config.json)."""
     where = where or path.name
     limits = limits or ArchiveLimits.from_env()
-    if _kind(path) != "zip":
+    with open(path, "rb") as f:
+        is_zip = f.read(4) == _ZIP_MAGIC
+    if not is_zip:
         raise ArchiveError("is not a Keras 3 .keras file (not a zip)",
                            "save the model with model.save('name.keras') in Keras 3",
                            where=where)

@@ -42,12 +42,12 @@ def convert_archive(archive: Path, out_dir: Path, options: ConvertOptions,
     Raises `JaxportError` when the input itself is bad (archive, manifest, models, shapes);
     target failures are recorded in the report instead.
     """
-    from jaxport.compose import load_program
-
     progress = progress or _no_progress
     with tempfile.TemporaryDirectory(prefix="jaxport-src-") as tmp:
         progress("load", 0.0, f"checking {Path(archive).name}")
         source = extract_archive(Path(archive), Path(tmp))
+        from jaxport.compose import load_program  # imports keras and jax: after cheap checks
+
         progress("load", 0.05, f"loading {len(source.models)} model(s)")
         program = load_program(source, trusted=options.trusted)
         samples = load_samples(source.samples)

@@ -1,1 +1,253 @@
-"""gather, scatter, dynamic_slice."""
+"""Indexing: gather, dynamic_slice, dynamic_update_slice, scatter-add, scatter.
+
+Out-of-bounds indices follow JAX: CLIP and PROMISE_IN_BOUNDS clamp the start so the whole
+slice is in bounds, FILL_OR_DROP returns the fill value for a gather (NaN for floats, the
+lowest signed / highest unsigned integer, True) and drops a scatter's update.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import tensorflow as tf
+from jax.lax import GatherScatterMode
+
+from jaxport.lowering.context import Ctx, Value, shape_of
+from jaxport.lowering.registry import register
+from jaxport.lowering.shapes import reshape_to
+
+
+def _same_dim(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - inconclusive symbolic comparison
+        return False
+
+
+def _fill_value(dt: tf.DType, fill: Any) -> Any:
+    if fill is not None:
+        return fill
+    if dt.is_floating:
+        return np.nan
+    if dt == tf.bool:
+        return True
+    return dt.min if not dt.is_unsigned else dt.max
+
+
+def _mode(ctx: Ctx, mode: Any) -> GatherScatterMode:
+    mode = GatherScatterMode.from_any(mode) if not isinstance(mode, GatherScatterMode) else mode
+    if mode not in (GatherScatterMode.CLIP, GatherScatterMode.PROMISE_IN_BOUNDS, GatherScatterMode.FILL_OR_DROP):
+        ctx.refuse("mode", mode)
+    return mode
+
+
+def _clamped_starts(ctx: Ctx, idx: tf.Tensor, dims: Sequence[int], sizes: Sequence[Any], operand_shape: Sequence[Any]) -> tuple[tf.Tensor, tf.Tensor]:
+    """Clamp the last axis of `idx` (one column per operand dim in `dims`) to [0, dim - size];
+    also return the in-bounds mask over the batch shape (before clamping)."""
+    hi = tf.stack([tf.cast(ctx.dim(operand_shape[d]) - ctx.dim(sizes[d]), idx.dtype) for d in dims])
+    valid = tf.reduce_all(tf.logical_and(idx >= 0, idx <= hi), axis=-1)
+    return tf.clip_by_value(idx, tf.zeros_like(hi), hi), valid
+
+
+@register("gather", forms="modes clip/promise_in_bounds/fill_or_drop; full slices on non-indexed dims (Embedding, take, x[i]) as GatherV2/GatherNd; a single start index with any slice sizes (crops) as Slice; anything else (take_along_axis, batching dims) as GatherNd over an index grid")
+def _gather(ctx: Ctx, operand: Value, indices: Value, dimension_numbers: Any, slice_sizes: Sequence[Any], mode: Any, fill_value: Any = None, **_: Any) -> Value:
+    mode = _mode(ctx, mode)
+    dn = dimension_numbers
+    op_shape = ctx.in_avals[0].shape
+    rank = len(op_shape)
+    idx = tf.convert_to_tensor(indices)
+    if idx.dtype not in (tf.int32, tf.int64):
+        idx = tf.cast(idx, tf.int32)
+    smap = [int(d) for d in dn.start_index_map]
+    collapsed = {int(d) for d in dn.collapsed_slice_dims}
+    obatch = [int(d) for d in dn.operand_batching_dims]
+    ibatch = [int(d) for d in dn.start_indices_batching_dims]
+    batch_shape = ctx.in_avals[1].shape[:-1]
+    x = tf.convert_to_tensor(operand)
+    out_shape = ctx.out_aval.shape
+    if obatch:  # batching dims become explicit index columns (as XLA expands them)
+        idx_shape = tf.shape(idx)[:-1]
+        cols = []
+        for bd in ibatch:
+            r = tf.range(tf.cast(idx_shape[bd], idx.dtype), dtype=idx.dtype)
+            shape = [1] * len(batch_shape)
+            shape[bd] = -1
+            cols.append(tf.broadcast_to(tf.reshape(r, shape), idx_shape)[..., None])
+        idx = tf.concat([idx, *cols], axis=-1)
+        smap = smap + obatch
+        collapsed = collapsed | set(obatch)
+    idx, valid = _clamped_starts(ctx, idx, smap, slice_sizes, op_shape)
+    window = [d for d in range(rank) if d not in collapsed]
+    full_rest = all(_same_dim(slice_sizes[d], op_shape[d]) for d in range(rank) if d not in smap) and all(
+        _same_dim(slice_sizes[d], 1) for d in smap
+    )
+    if full_rest:
+        if len(smap) == 1:
+            g = tf.gather(x, idx[..., 0], axis=smap[0])
+            labels = [("w", d) for d in range(smap[0])] + [("b", i) for i in range(len(batch_shape))] + [("w", d) for d in range(smap[0] + 1, rank)]
+        else:
+            front = smap + [d for d in range(rank) if d not in smap]
+            if front != list(range(rank)):
+                x = tf.transpose(x, front)
+            g = tf.gather_nd(x, idx)
+            labels = [("b", i) for i in range(len(batch_shape))] + [("w", d) for d in range(rank) if d not in smap]
+        for d in smap:
+            if d not in collapsed:
+                g = tf.expand_dims(g, -1)
+                labels.append(("w", d))
+        out_labels = _output_labels(len(out_shape), [int(o) for o in dn.offset_dims], window)
+        perm = [labels.index(lab) for lab in out_labels]
+        if perm != list(range(len(perm))):
+            g = tf.transpose(g, perm)
+    elif not batch_shape:
+        begin = [tf.constant(0, idx.dtype)] * rank
+        for k, d in enumerate(smap):
+            begin[d] = idx[k]
+        g = tf.slice(x, tf.stack(begin), ctx.shape(slice_sizes))
+        g = reshape_to(ctx, g, out_shape)
+    else:
+        g = _gather_grid(ctx, x, idx, smap, slice_sizes, collapsed, [int(o) for o in dn.offset_dims], batch_shape)
+    if mode == GatherScatterMode.FILL_OR_DROP:
+        out_rank = len(out_shape)
+        batch_pos = [p for p in range(out_rank) if p not in {int(o) for o in dn.offset_dims}]
+        mask = valid
+        if batch_pos:
+            dyn = tf.shape(valid)
+            parts = [tf.constant(1, tf.int32)] * out_rank
+            for i, p in enumerate(batch_pos):
+                parts[p] = dyn[i]
+            mask = tf.reshape(valid, tf.stack(parts))
+        fill = tf.constant(_fill_value(tf.as_dtype(ctx.out_aval.dtype), fill_value), ctx.out_dtype)
+        g = tf.where(mask, g, fill)
+    return g
+
+
+def _output_labels(out_rank: int, offset_dims: list[int], window: list[int]) -> list[tuple[str, int]]:
+    labels: list[tuple[str, int]] = []
+    w = iter(window)
+    b = 0
+    for p in range(out_rank):
+        if p in offset_dims:
+            labels.append(("w", next(w)))
+        else:
+            labels.append(("b", b))
+            b += 1
+    return labels
+
+
+def _gather_grid(ctx: Ctx, x: tf.Tensor, idx: tf.Tensor, smap: list[int], slice_sizes: Sequence[Any], collapsed: set[int], offset_dims: list[int], batch_shape: Sequence[Any]) -> tf.Tensor:
+    """The general gather: GatherNd with one full operand index per output element."""
+    rank = len(slice_sizes)
+    nb = len(batch_shape)
+    window = [d for d in range(rank) if d not in collapsed]
+    # Index grid in layout (batch..., window...) x rank.
+    idx_dyn = tf.shape(idx)[:-1]
+    win_sizes = [ctx.dim(slice_sizes[d]) for d in window]
+    grid_shape = tf.concat([idx_dyn, tf.stack([tf.cast(s, tf.int32) for s in win_sizes])], 0) if window else idx_dyn
+    cols = []
+    for d in range(rank):
+        if d in smap:
+            start = idx[..., smap.index(d)]
+            start = tf.reshape(start, tf.concat([idx_dyn, tf.ones([len(window)], tf.int32)], 0))
+        else:
+            start = tf.zeros([], idx.dtype)
+        if d in window:
+            k = window.index(d)
+            shape = [1] * (nb + len(window))
+            shape[nb + k] = -1
+            off = tf.reshape(tf.range(tf.cast(win_sizes[k], idx.dtype), dtype=idx.dtype), shape)
+            start = start + off
+        cols.append(tf.broadcast_to(start, grid_shape))
+    g = tf.gather_nd(x, tf.stack(cols, axis=-1))
+    labels = [("b", i) for i in range(nb)] + [("w", d) for d in window]
+    out_labels = _output_labels(nb + len(window), offset_dims, window)
+    perm = [labels.index(lab) for lab in out_labels]
+    if perm != list(range(len(perm))):
+        g = tf.transpose(g, perm)
+    return g
+
+
+@register("dynamic_slice", forms="any static slice sizes, start indices clamped as in JAX")
+def _dynamic_slice(ctx: Ctx, operand: Value, *starts: Value, slice_sizes: Sequence[Any]) -> Value:
+    shape = ctx.in_avals[0].shape
+    if all(isinstance(s, np.ndarray) for s in starts) and all(isinstance(d, int) for d in shape):
+        begin = [int(np.clip(int(s), 0, int(n) - int(k))) for s, n, k in zip(starts, shape, slice_sizes)]
+        return tf.slice(operand, begin, [int(k) for k in slice_sizes])
+    begin = tf.stack([
+        tf.clip_by_value(tf.cast(s, tf.int32), 0, tf.cast(ctx.dim(n) - ctx.dim(k), tf.int32)) for s, n, k in zip(starts, shape, slice_sizes)
+    ])
+    return tf.slice(operand, begin, ctx.shape(slice_sizes))
+
+
+@register("dynamic_update_slice", forms="any update shape, start indices clamped as in JAX (as Pad + Select)")
+def _dynamic_update_slice(ctx: Ctx, operand: Value, update: Value, *starts: Value) -> Value:
+    shape = ctx.in_avals[0].shape
+    ushape = ctx.in_avals[1].shape
+    begin = [tf.clip_by_value(tf.cast(s, tf.int32), 0, tf.cast(ctx.dim(n) - ctx.dim(u), tf.int32)) for s, n, u in zip(starts, shape, ushape)]
+    pads = tf.stack([tf.stack([b, tf.cast(ctx.dim(n) - ctx.dim(u), tf.int32) - b]) for b, n, u in zip(begin, shape, ushape)])
+    padded = tf.pad(update, pads)
+    mask = tf.pad(tf.ones_like(update, dtype=tf.bool), pads)
+    return tf.where(mask, padded, operand)
+
+
+def _scatter_prepare(ctx: Ctx, operand: Value, indices: Value, updates: Value, dn: Any, mode: Any) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor | None, list[int]]:
+    """Scatter forms with full windows on non-indexed dims, no batching dims: returns the
+    operand with the indexed dims moved first, clamped GatherNd-style indices, the updates in
+    matching layout, the mask of updates to keep (None: all) and the operand permutation."""
+    mode = _mode(ctx, mode)
+    if dn.operand_batching_dims:
+        ctx.refuse("operand_batching_dims", dn.operand_batching_dims)
+    op_shape = ctx.in_avals[0].shape
+    up_shape = ctx.in_avals[2].shape
+    rank = len(op_shape)
+    smap = [int(d) for d in dn.scatter_dims_to_operand_dims]
+    inserted = {int(d) for d in dn.inserted_window_dims}
+    if set(smap) != inserted:
+        ctx.refuse("scatter_dims_to_operand_dims", dn.scatter_dims_to_operand_dims, "only scatters whose indexed dims are all inserted window dims")
+    uwd = [int(d) for d in dn.update_window_dims]
+    rest = [d for d in range(rank) if d not in smap]
+    if [up_shape[p] for p in uwd] != [op_shape[d] for d in rest]:
+        ctx.refuse("update_window_dims", dn.update_window_dims, "updates must cover the non-indexed dims fully")
+    x = tf.convert_to_tensor(operand)
+    front = smap + rest
+    if front != list(range(rank)):
+        x = tf.transpose(x, front)
+    u = tf.convert_to_tensor(updates)
+    ubatch = [p for p in range(len(up_shape)) if p not in uwd]
+    uperm = ubatch + uwd
+    if uperm != list(range(len(up_shape))):
+        u = tf.transpose(u, uperm)
+    idx = tf.convert_to_tensor(indices)
+    if idx.dtype not in (tf.int32, tf.int64):
+        idx = tf.cast(idx, tf.int32)
+    hi = tf.stack([tf.cast(ctx.dim(op_shape[d]) - 1, idx.dtype) for d in smap])
+    valid = tf.reduce_all(tf.logical_and(idx >= 0, idx <= hi), axis=-1)
+    idx = tf.clip_by_value(idx, tf.zeros_like(hi), hi)
+    keep = None
+    if mode == GatherScatterMode.FILL_OR_DROP:
+        keep = tf.reshape(valid, tf.concat([tf.shape(valid), tf.ones([len(uwd)], tf.int32)], 0))
+    return x, idx, u, keep, front
+
+
+def _restore(x: tf.Tensor, front: list[int]) -> tf.Tensor:
+    if front == list(range(len(front))):
+        return x
+    return tf.transpose(x, [int(i) for i in np.argsort(front)])
+
+
+@register("scatter-add", "scatter_add", forms="indexed dims all inserted, full windows on the rest, no batching dims (Add of ScatterNd); modes as gather")
+def _scatter_add(ctx: Ctx, operand: Value, indices: Value, updates: Value, dimension_numbers: Any, mode: Any, update_jaxpr: Any = None, update_consts: Any = (), **_: Any) -> Value:
+    x, idx, u, keep, front = _scatter_prepare(ctx, operand, indices, updates, dimension_numbers, mode)
+    if keep is not None:
+        u = tf.where(keep, u, tf.zeros_like(u))
+    added = tf.scatter_nd(idx, u, tf.shape(x, out_type=idx.dtype))
+    return _restore(x + added, front)
+
+
+@register("scatter", forms="as scatter-add; overlapping indices take one of the updates (TensorScatterUpdate)")
+def _scatter(ctx: Ctx, operand: Value, indices: Value, updates: Value, dimension_numbers: Any, mode: Any, update_jaxpr: Any = None, update_consts: Any = (), **_: Any) -> Value:
+    x, idx, u, keep, front = _scatter_prepare(ctx, operand, indices, updates, dimension_numbers, mode)
+    if keep is not None:  # a dropped update rewrites the value already at its clamped index
+        u = tf.where(keep, u, tf.gather_nd(x, idx))
+    return _restore(tf.tensor_scatter_nd_update(x, idx, u), front)

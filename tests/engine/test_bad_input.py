@@ -1,0 +1,180 @@
+"""Bad input: each gets a precise, named error (exit 2 from the CLI), never a traceback."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from jaxport.archive import ArchiveLimits, extract_archive, inspect_archive
+from jaxport.errors import (ArchiveError, ArchiveTooLarge, JaxportError, ManifestError,
+                            ModelLoadError, ShapeError)
+from jaxport.manifest import parse_manifest
+from jaxport.options import ConvertOptions, OptionsError
+from jaxport.specs import parse_spec
+from tests import zoo
+
+GOOD = zoo.SET_MANIFEST
+
+
+def _manifest_error(text: str) -> str:
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(text)
+    return str(info.value) + " | " + info.value.hint
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (("format = 1", "format = 2"), "format = 2 is not supported"),
+    (('call = "head"', 'call = "heed"'), "call = 'heed' names no model"),
+    (('op   = "mean"', 'op = "exec"'), "op = 'exec' is not a whitelisted op"),
+    (('args = ["emb"]', 'args = ["nope"]'), "args refers to 'nope'"),
+    (("axis = 1", "axes = 1"), "op 'mean' has no parameter 'axes'"),
+    (('outputs = { score = "score" }', 'outputs = { score = "scor" }'), "outputs.score refers to 'scor'"),
+    (('"f32[b,4,16,16,3]"', '"f33[b,4]"'), "unknown dtype 'f33'"),
+    (('in_axes = [1]', 'in_axes = [1, 2]'), "in_axes must be an int or a list of 1"),
+    (("[models]", "[modles]"), "unknown top-level key(s) ['modles']"),
+])
+def test_manifest_errors_name_the_field(edit: tuple[str, str], expected: str) -> None:
+    assert edit[0] in GOOD
+    message = _manifest_error(GOOD.replace(edit[0], edit[1], 1))
+    assert expected in message
+    assert "jaxport.toml" in message
+
+
+def test_manifest_not_toml() -> None:
+    assert "not valid TOML" in _manifest_error("format = = 1")
+
+
+def test_spec_parsing() -> None:
+    spec = parse_spec("x", "f32[b, s, 3]")
+    assert spec.shape == ("b", "s", 3) and spec.tf_shape == [None, None, 3]
+    with pytest.raises(ManifestError, match="neither an int nor a symbol"):
+        parse_spec("x", "f32[b,3.5]")
+
+
+def test_options_reject_unknown_keys_and_values() -> None:
+    with pytest.raises(OptionsError, match="unknown option"):
+        ConvertOptions.from_json({"targets": ["tflite"], "trusted": True})
+    with pytest.raises(OptionsError, match="unknown target"):
+        ConvertOptions.from_json({"targets": "tflite,onnx"})
+    assert ConvertOptions.from_json({"targets": "tflite"}).targets == ["tflite"]
+
+
+def test_not_an_archive(tmp_path: Path) -> None:
+    path = tmp_path / "model.h5"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    with pytest.raises(ArchiveError, match="neither a .keras file nor a .zip or .tar.gz"):
+        inspect_archive(path)
+
+
+def test_zip_without_manifest(tmp_path: Path) -> None:
+    path = zoo.make_zip(tmp_path / "a.zip", {"readme.txt": b"hi"})
+    with pytest.raises(ArchiveError, match="holds no jaxport.toml"):
+        inspect_archive(path)
+
+
+def test_manifest_names_a_missing_file(tmp_path: Path) -> None:
+    path = zoo.make_zip(tmp_path / "a.zip", {"jaxport.toml": GOOD.encode(),
+                                             "embed.keras": b"x"})
+    with pytest.raises(ManifestError, match="models.head = 'head.keras', but the archive has no"):
+        inspect_archive(path)
+
+
+def test_zip_bomb_refused_before_inflating(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("jaxport.toml", GOOD)
+        zf.writestr("embed.keras", b"\0" * (64 << 20))
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(ArchiveError, match="likely zip bomb"):
+        inspect_archive(path)
+
+
+def test_bzip2_member_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bz.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_BZIP2) as zf:
+        zf.writestr("jaxport.toml", GOOD)
+    with pytest.raises(ArchiveError, match="compression method 12"):
+        inspect_archive(path)
+
+
+def test_unpacked_size_limit(tmp_path: Path) -> None:
+    path = zoo.make_zip(tmp_path / "a.zip", {"jaxport.toml": GOOD.encode(), "x": b"1" * 5000})
+    with pytest.raises(ArchiveTooLarge):
+        inspect_archive(path, ArchiveLimits(max_unpacked_bytes=4000))
+
+
+def test_path_traversal_refused(tmp_path: Path) -> None:
+    path = zoo.make_zip(tmp_path / "a.zip", {"jaxport.toml": GOOD.encode(), "../evil": b"x"})
+    with pytest.raises(ArchiveError, match="unsafe path"):
+        inspect_archive(path)
+
+
+def test_tar_symlink_refused(tmp_path: Path) -> None:
+    path = tmp_path / "a.tar.gz"
+    with tarfile.open(path, "w:gz") as tf:
+        info = tarfile.TarInfo("embed.keras")
+        info.type = tarfile.SYMTYPE
+        info.linkname = "/etc/passwd"
+        tf.addfile(info)
+    with pytest.raises(ArchiveError, match="link or special file"):
+        inspect_archive(path)
+
+
+def test_truncated_targz(tmp_path: Path) -> None:
+    good = zoo.make_targz(tmp_path / "g.tar.gz", {"jaxport.toml": GOOD.encode() * 50})
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(good.read_bytes()[:60])
+    with pytest.raises(ArchiveError, match="not a readable .tar.gz"):
+        inspect_archive(bad)
+
+
+def test_corrupt_keras_inside_archive(tmp_path: Path) -> None:
+    path = zoo.make_zip(tmp_path / "a.zip", {"jaxport.toml": GOOD.encode(),
+                                             "embed.keras": b"not a zip", "head.keras": b"x"})
+    with pytest.raises(ArchiveError, match="embed.keras: is not a Keras 3 .keras file"):
+        extract_archive(path, tmp_path / "x")
+
+
+def test_lambda_layer_refused_under_safe_mode(tmp_path: Path) -> None:
+    from jaxport.archive import extract_archive
+    from jaxport.compose import load_program
+
+    path = zoo.save(zoo.lambda_model(), tmp_path / "lam.keras")
+    with pytest.raises(ModelLoadError, match="refused under safe mode") as info:
+        load_program(extract_archive(path, tmp_path / "x"), trusted=False)
+    assert "JAXPORT_ALLOW_TRUSTED_CODE" in info.value.hint
+    program = load_program(extract_archive(path, tmp_path / "y"), trusted=True)
+    assert program.functions["serving_default"].output_specs[0].shape == ("b", 3)
+
+
+def test_shape_that_does_not_fit(tmp_path: Path) -> None:
+    from jaxport.compose import load_program
+
+    embed = zoo.save(zoo.small_cnn(), tmp_path / "embed.keras")
+    head = zoo.save(zoo.dense_head(features=5), tmp_path / "head.keras")  # cnn gives 8
+    path = zoo.make_zip(tmp_path / "a.zip", {"jaxport.toml": GOOD.encode(),
+                                             "embed.keras": embed, "head.keras": head})
+    with pytest.raises(ShapeError, match="does not trace with inputs images=f32"):
+        load_program(extract_archive(path, tmp_path / "x"), trusted=False)
+
+
+def test_cli_bad_archive_is_one_line_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"PK\x03\x04garbage")
+    proc = subprocess.run([sys.executable, "-m", "jaxport.cli", "convert", str(bad), "-o",
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert errors == ["error: bad.zip: not a readable zip file: File is not a zip file"]
+    assert "Traceback" not in proc.stderr
+
+
+def test_every_error_is_a_named_jaxport_error() -> None:
+    for cls in (ArchiveError, ManifestError, ModelLoadError, ShapeError, OptionsError):
+        assert issubclass(cls, JaxportError) and 400 <= cls.http_status < 500
