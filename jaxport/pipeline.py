@@ -43,6 +43,7 @@ def convert_archive(archive: Path, out_dir: Path, options: ConvertOptions,
     target failures are recorded in the report instead.
     """
     progress = progress or _no_progress
+    t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="jaxport-src-") as tmp:
         progress("load", 0.0, f"checking {Path(archive).name}")
         source = extract_archive(Path(archive), Path(tmp))
@@ -51,7 +52,8 @@ def convert_archive(archive: Path, out_dir: Path, options: ConvertOptions,
         progress("load", 0.05, f"loading {len(source.models)} model(s)")
         program = load_program(source, trusted=options.trusted)
         samples = load_samples(source.samples)
-    return convert_program(program, out_dir, options, progress, samples)
+    timings = {"load": round(time.perf_counter() - t0, 3)}
+    return convert_program(program, out_dir, options, progress, samples, timings)
 
 
 @dataclass
@@ -102,17 +104,25 @@ class _Build:
 
 def convert_program(program: Program, out_dir: Path, options: ConvertOptions,
                     progress: ProgressFn | None = None,
-                    samples: dict[str, np.ndarray] | None = None) -> dict:
-    """Build, verify and report every requested target of `program` into `out_dir`."""
+                    samples: dict[str, np.ndarray] | None = None,
+                    timings: dict[str, float] | None = None) -> dict:
+    """Build, verify and report every requested target of `program` into `out_dir`.
+
+    `timings` (seconds per stage already done, e.g. `load`) is completed with `reference`
+    (JAX reference outputs) and reported beside the per-target `seconds`.
+    """
     progress = progress or _no_progress
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     progress("trace", 0.1, "computing reference outputs in JAX")
+    t0 = time.perf_counter()
     cases = _reference_cases(program, options, samples or {})
+    timings = {**(timings or {}), "reference": round(time.perf_counter() - t0, 3)}
     report = {
         "jaxport_version": __version__,
         "functions": program.signature_json(),
         "targets": {},
+        "timings": timings,
     }
     with tempfile.TemporaryDirectory(prefix="jaxport-work-") as tmp:
         build = _Build(program, out_dir, Path(tmp), options, cases, samples or {})

@@ -1,0 +1,20 @@
+# The two Quickstart commands: `make up` runs the product, `make test` runs the tests.
+.PHONY: bootstrap up demo test bench-engine
+
+bootstrap:
+	scripts/bootstrap
+
+# API + worker + local Redis + file storage on the embedded defaults.
+up: bootstrap
+	.venv/bin/jaxport up
+
+# Convert the example shipped in the repo with the CLI, no service.
+demo: bootstrap
+	.venv/bin/jaxport convert --function examples/prod.py:prod --params examples/prod_params.npz \
+	  --input 'xs=f32[b,2]' -o out/prod
+
+test: bootstrap
+	.venv/bin/pytest -q -p no:cacheprovider
+
+bench-engine: bootstrap
+	.venv/bin/python bench/bench_engine.py
