@@ -50,7 +50,8 @@ def export_tfjs(
 
     Args:
       saved_model_dir: a TF2 SavedModel (tag `serve`) of ops TF.js supports.
-      out_dir: where `model.json` and its weight shards go; emptied first if it exists.
+      out_dir: where `model.json` and its weight shards go; replaced if it holds a TF.js
+        model, refused if it holds anything else. Written only when conversion succeeds.
       signature: the signature to convert; its input and output names become the graph
         model's signature names.
       quantization: None, or `float16` / `uint8` / `uint16` to quantize every float weight.
@@ -62,6 +63,7 @@ def export_tfjs(
     Raises:
       TargetError: the SavedModel holds an `XlaCallModule` op or other ops TF.js does not
         support (each named), fused activations the TF.js runtime lacks, or bad options.
+        `stage` is "convert".
     """
     saved_model_dir, out_dir = Path(saved_model_dir), Path(out_dir)
     if quantization is not None and quantization not in TFJS_QUANTIZATIONS:
