@@ -38,7 +38,7 @@ await tf.setBackend("cpu");
 await tf.ready();
 
 const MAX_MODELS = 4;
-const models = new Map(); // dir -> {mtimeMs, model}, in least-recently-used order
+const models = new Map(); // dir -> {version, model}, in least-recently-used order
 
 const TYPED = { float32: Float32Array, int32: Int32Array, bool: Uint8Array };
 
@@ -68,16 +68,17 @@ function fileHandler(dir) {
 }
 
 async function getModel(dir) {
-  const { mtimeMs } = await stat(path.join(dir, "model.json"));
+  const { mtimeMs, ino, size } = await stat(path.join(dir, "model.json"));
+  const version = `${mtimeMs}:${ino}:${size}`; // a rewritten or replaced model.json differs
   const cached = models.get(dir);
   models.delete(dir);
-  if (cached && cached.mtimeMs === mtimeMs) {
+  if (cached && cached.version === version) {
     models.set(dir, cached);
     return cached.model;
   }
   cached?.model.dispose();
   const model = await tf.loadGraphModel(fileHandler(dir));
-  models.set(dir, { mtimeMs, model });
+  models.set(dir, { version, model });
   for (const [oldDir, old] of models) {
     if (models.size <= MAX_MODELS) break;
     old.model.dispose();

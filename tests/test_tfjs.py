@@ -245,3 +245,15 @@ def test_missing_runtime_has_install_hint(tmp_path: Path) -> None:
     with pytest.raises(TfjsUnavailable, match="not installed") as info:
         TfjsRunner(tmp_path).start()
     assert "scripts/install-js" in info.value.hint
+
+
+def test_reconverted_model_is_reloaded(runner: TfjsRunner, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for module in (DenseNet(), TwoInTwoOut()):  # same directory, different signatures
+        saved_model = _save(tmp_path, type(module).__name__, module)
+        model_dir = export_tfjs(saved_model, tmp_path / "tfjs")
+        inputs = _inputs(module, 2, rng)
+        got, want = runner.run(model_dir, inputs), _reference(saved_model, inputs)
+        assert got.keys() == want.keys()
+        for name in want:
+            np.testing.assert_allclose(got[name], want[name], atol=1e-5, rtol=1e-5)
