@@ -191,7 +191,7 @@ def test_shards_and_timing(runner: TfjsRunner, tmp_path: Path) -> None:
     assert timing.runs == 3 and 0 < timing.min_ms <= timing.median_ms <= timing.max_ms
 
 
-@pytest.mark.parametrize("quantization, bytes_per_weight, tol", [("float16", 2, 1e-2), ("uint8", 1, 5e-2)])
+@pytest.mark.parametrize("quantization, bytes_per_weight, tol", [("float16", 2, 1e-2), ("uint16", 2, 1e-3), ("uint8", 1, 5e-2)])
 def test_weight_quantization(
     runner: TfjsRunner, tmp_path: Path, quantization: str, bytes_per_weight: int, tol: float
 ) -> None:
