@@ -257,3 +257,31 @@ def test_reconverted_model_is_reloaded(runner: TfjsRunner, tmp_path: Path) -> No
         assert got.keys() == want.keys()
         for name in want:
             np.testing.assert_allclose(got[name], want[name], atol=1e-5, rtol=1e-5)
+
+
+class TwoTowers(tf.Module):
+    """One SavedModel, two signatures sharing a weight: one TF.js model per signature."""
+
+    def __init__(self) -> None:
+        self.w = _var(np.random.default_rng(5), 3, 4)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="image")])
+    def image(self, image):
+        return {"emb": image @ self.w}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="text")])
+    def text(self, text):
+        return {"emb": text @ tf.transpose(self.w)}
+
+
+def test_one_model_per_signature(runner: TfjsRunner, tmp_path: Path) -> None:
+    module = TwoTowers()
+    saved_model = tmp_path / "towers_savedmodel"
+    tf.saved_model.save(module, str(saved_model), signatures={"image": module.image, "text": module.text})
+    loaded = tf.saved_model.load(str(saved_model))
+    rng = np.random.default_rng(0)
+    for name, width in (("image", 3), ("text", 4)):
+        model_dir = export_tfjs(saved_model, tmp_path / "tfjs" / name, signature=name)
+        x = rng.normal(size=(3, width)).astype(np.float32)
+        want = loaded.signatures[name](**{name: tf.constant(x)})["emb"].numpy()
+        np.testing.assert_allclose(runner.run(model_dir, {name: x})["emb"], want, atol=1e-5, rtol=1e-5)
