@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -16,15 +16,15 @@ import tensorflow as tf
 
 from jaxport.errors import TargetError
 from jaxport.targets.tfjs import export_tfjs, runtime_problems
-from jaxport.verify.tfjs import TfjsRunner, TfjsUnavailable
+from jaxport.verify.tfjs import TfjsRunner, TfjsUnavailable, shared_runner
 
 BATCHES = (1, 3)
 
 
 @pytest.fixture(scope="session")
-def runner() -> Iterator[TfjsRunner]:
-    with TfjsRunner() as r:
-        yield r
+def runner() -> TfjsRunner:
+    """The process-wide runner the engine uses too: one Node process per test session."""
+    return shared_runner()
 
 
 def _save(tmp: Path, name: str, module: tf.Module) -> Path:
@@ -285,3 +285,16 @@ def test_one_model_per_signature(runner: TfjsRunner, tmp_path: Path) -> None:
         x = rng.normal(size=(3, width)).astype(np.float32)
         want = loaded.signatures[name](**{name: tf.constant(x)})["emb"].numpy()
         np.testing.assert_allclose(runner.run(model_dir, {name: x})["emb"], want, atol=1e-5, rtol=1e-5)
+
+
+def test_timeout_stops_node_and_next_request_restarts_it(tmp_path: Path) -> None:
+    module = DenseNet()
+    saved_model = _save(tmp_path, "dense", module)
+    model_dir = export_tfjs(saved_model, tmp_path / "tfjs")
+    inputs = _inputs(module, 1, np.random.default_rng(0))
+    with TfjsRunner(timeout_s=60) as own:
+        own.timeout_s = 1e-4
+        with pytest.raises(TargetError, match="did not answer"):
+            own.run(model_dir, inputs)
+        own.timeout_s = 60
+        np.testing.assert_allclose(own.run(model_dir, inputs)["y"], _reference(saved_model, inputs)["y"], atol=1e-5)
