@@ -1,7 +1,8 @@
 """Object storage for uploads and artifacts: `file://` and `s3://` behind one interface.
 
 `open_storage(url)` picks the backend from the URL (DESIGN.md §7: `JAXPORT_STORAGE_URL`,
-`JAXPORT_S3_ENDPOINT_URL`).
+`JAXPORT_S3_ENDPOINT_URL`, and `JAXPORT_S3_PUBLIC_ENDPOINT_URL` when clients reach the store
+at another address than the servers do).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ def open_storage(url: str | None = None, endpoint_url: str | None = None) -> Sto
     """Storage for `url` (default: `$JAXPORT_STORAGE_URL`, else `./.jaxport/storage`).
 
     `file://./rel` and `file:///abs` are local directories; `s3://bucket/prefix` uses boto3
-    with `endpoint_url` (default `$JAXPORT_S3_ENDPOINT_URL`). Raises StorageError otherwise.
+    with `endpoint_url` (default `$JAXPORT_S3_ENDPOINT_URL`); presigned URLs are made for
+    `$JAXPORT_S3_PUBLIC_ENDPOINT_URL` when set. Raises StorageError otherwise.
     """
     url = url or os.environ.get("JAXPORT_STORAGE_URL") or DEFAULT_STORAGE_URL
     if url.startswith("file://"):
@@ -35,5 +37,6 @@ def open_storage(url: str | None = None, endpoint_url: str | None = None) -> Sto
         if not parsed.netloc:
             raise StorageError(f"storage URL {url!r} names no bucket", "use s3://bucket/prefix")
         endpoint = endpoint_url or os.environ.get("JAXPORT_S3_ENDPOINT_URL") or None
-        return S3Storage(parsed.netloc, parsed.path, endpoint)
+        public = os.environ.get("JAXPORT_S3_PUBLIC_ENDPOINT_URL") or None
+        return S3Storage(parsed.netloc, parsed.path, endpoint, public)
     raise StorageError(f"unsupported storage URL {url!r}", "use file://DIR or s3://bucket/prefix")

@@ -20,14 +20,18 @@ _TRANSFER = TransferConfig(multipart_threshold=8 * CHUNK_BYTES, multipart_chunks
 class S3Storage(Storage):
     """Objects under `s3://bucket/prefix/`; downloads are handed out as presigned URLs."""
 
-    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None) -> None:
+    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None,
+                 public_endpoint_url: str | None = None) -> None:
+        """`public_endpoint_url` is the address clients reach the store at, when it differs
+        from the one the servers use (`http://minio:9000` inside compose): presigned URLs sign
+        the host, so they must be made for the public one."""
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
-        self.client = boto3.client(
-            "s3", endpoint_url=endpoint_url,
-            config=Config(signature_version="s3v4", retries={"max_attempts": 3}),
-        )
+        config = Config(signature_version="s3v4", retries={"max_attempts": 3})
+        self.client = boto3.client("s3", endpoint_url=endpoint_url, config=config)
+        self.signer = (boto3.client("s3", endpoint_url=public_endpoint_url, config=config)
+                       if public_endpoint_url else self.client)
 
     def _key(self, key: str) -> str:
         check_key(key)
@@ -80,7 +84,7 @@ class S3Storage(Storage):
                            Delete={"Objects": keys, "Quiet": True})
 
     def presigned_url(self, key: str, filename: str, expires_s: int = 900) -> str | None:
-        return self._call(f"presign {key}", self.client.generate_presigned_url, "get_object",
+        return self._call(f"presign {key}", self.signer.generate_presigned_url, "get_object",
                           Params={"Bucket": self.bucket, "Key": self._key(key),
                                   "ResponseContentDisposition": f'attachment; filename="{filename}"'},
                           ExpiresIn=expires_s)
