@@ -6,6 +6,7 @@ reference is the same SavedModel run in TensorFlow. Needs `scripts/install-js` t
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Callable
@@ -15,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 from jaxport.errors import TargetError
-from jaxport.targets.tfjs import export_tfjs, runtime_problems
+from jaxport.targets.tfjs import export_tfjs, runtime_problems, unfuse_activations
 from jaxport.verify.tfjs import TfjsRunner, TfjsUnavailable, shared_runner
 
 BATCHES = (1, 3)
@@ -226,9 +227,13 @@ def test_converter_rejects_unsupported_op(tmp_path: Path) -> None:
     assert not (tmp_path / "tfjs").exists()
 
 
-def test_refuses_fused_activation_tfjs_lacks(tmp_path: Path) -> None:
-    with pytest.raises(TargetError, match="_FusedMatMul fused with Tanh"):
-        export_tfjs(_save(tmp_path, "tanh", DenseTanh()), tmp_path / "tfjs")
+def test_unfuses_activation_tfjs_lacks(runner: TfjsRunner, tmp_path: Path) -> None:
+    module = DenseTanh()
+    saved_model = _save(tmp_path, "tanh", module)
+    model_dir = export_tfjs(saved_model, tmp_path / "tfjs")
+    ops = [n["op"] for n in json.loads((model_dir / "model.json").read_text())["modelTopology"]["node"]]
+    assert "_FusedMatMul" in ops and "Tanh" in ops  # still fused with its BiasAdd
+    _check_parity(runner, module, saved_model, model_dir, atol=1e-5, rtol=1e-5)
 
 
 def test_runtime_failure_names_the_op(runner: TfjsRunner, tmp_path: Path) -> None:
@@ -298,3 +303,19 @@ def test_timeout_stops_node_and_next_request_restarts_it(tmp_path: Path) -> None
             own.run(model_dir, inputs)
         own.timeout_s = 60
         np.testing.assert_allclose(own.run(model_dir, inputs)["y"], _reference(saved_model, inputs)["y"], atol=1e-5)
+
+
+def test_runtime_problems_names_what_tfjs_lacks(tmp_path: Path) -> None:
+    def fused(name: str, *ops: str) -> dict:
+        encoded = [base64.b64encode(op.encode()).decode() for op in ops]
+        return {"name": name, "op": "_FusedMatMul", "input": ["x", "w", "b"],
+                "attr": {"T": {"type": "DT_FLOAT"}, "fused_ops": {"list": {"s": encoded}}}}
+
+    model_json = tmp_path / "model.json"
+    nodes = [{"name": "x", "op": "Placeholder"}, {"name": "e", "op": "Erfc", "input": ["x"]},
+             fused("g", "BiasAdd", "GeluExact"), fused("t", "BiasAdd", "Tanh"), fused("r", "BiasAdd", "Relu")]
+    model_json.write_text(json.dumps({"modelTopology": {"node": nodes}}))
+    assert unfuse_activations(model_json) == ["t"]  # Tanh is an op TF.js has; GeluExact is not
+    assert runtime_problems(model_json) == ["_FusedMatMul fused with GeluExact", "op Erfc"]
+    rewritten = {n["name"]: n for n in json.loads(model_json.read_text())["modelTopology"]["node"]}
+    assert rewritten["t"]["op"] == "Tanh" and rewritten["t"]["input"] == ["t/_FusedMatMul"]

@@ -4,10 +4,11 @@ The SavedModel must be made of ops the TF.js runtime implements. jaxport produce
 lowering the function's jaxpr to plain TF ops (`jaxport.lowering`); a jax2tf/orbax SavedModel
 is a single `XlaCallModule` op, which TF.js cannot run, and is refused here.
 
-The converter accepts some graphs the TF.js 4.22 runtime cannot execute: fused activations
-the cpu backend lacks (grappler fuses e.g. `MatMul+BiasAdd+Tanh` into `_FusedMatMul`).
-`runtime_problems` finds those in a converted `model.json`; only running the model (see
-`jaxport.verify.tfjs`) catches the rest (grouped convolutions, for one).
+The converter accepts some graphs the TF.js 4.22 runtime cannot execute. Fused activations
+the cpu backend lacks (grappler fuses e.g. `MatMul+BiasAdd+Tanh` into `_FusedMatMul`) are split
+back out by `unfuse_activations` when TF.js has the activation as an op; `runtime_problems`
+reports what is left. Only running the model (see `jaxport.verify.tfjs`) catches the rest
+(grouped convolutions, for one).
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ def export_tfjs(
             for line in chatter.getvalue().splitlines():
                 log.info("tensorflowjs: %s", line)
         _name_signature(staging / "model.json", meta_graph, signature)
+        if unfused := unfuse_activations(staging / "model.json"):
+            log.info("TF.js: split activations the runtime cannot fuse out of %s", ", ".join(unfused))
         if problems := runtime_problems(staging / "model.json"):
             raise TargetError(
                 "the converted model needs what the TF.js runtime lacks: " + "; ".join(problems),
@@ -246,6 +249,37 @@ def _name_signature(model_json: Path, meta_graph: Any, signature: str) -> None:
             stage="convert",
         )
     model_json.write_text(json.dumps(data))
+
+
+def unfuse_activations(model_json: Path) -> list[str]:
+    """Split fused activations the TF.js cpu backend lacks into their own node; rewrites in place.
+
+    Grappler (run by the converter) fuses `MatMul+BiasAdd+Tanh` into one `_FusedMatMul`, which
+    TF.js 4.22 then fails to run. When the activation is an op TF.js has, the fused node keeps
+    its BiasAdd and hands its name to a new activation node, so consumers are unchanged.
+    Returns the names of the nodes split.
+    """
+    from jaxport.tfjs_converter import supported_ops
+
+    data = json.loads(model_json.read_text())
+    nodes = data["modelTopology"].get("node", [])
+    split: list[str] = []
+    for node in list(nodes):
+        fused_ops = node.get("attr", {}).get("fused_ops", {}).get("list", {})
+        fused = [base64.b64decode(s).decode() for s in fused_ops.get("s", [])]
+        if node["op"] not in _FUSED_OPS or fused[:1] != ["BiasAdd"] or len(fused) != 2:
+            continue
+        activation = fused[1]
+        if activation in _FUSABLE_ACTIVATIONS or activation not in supported_ops():
+            continue
+        name = node["name"]
+        node["name"] = f"{name}/{node['op']}"
+        fused_ops["s"] = fused_ops["s"][:1]
+        nodes.append({"name": name, "op": activation, "input": [node["name"]], "attr": {"T": node["attr"]["T"]}})
+        split.append(name)
+    if split:
+        model_json.write_text(json.dumps(data))
+    return split
 
 
 def runtime_problems(model_json: Path) -> list[str]:
