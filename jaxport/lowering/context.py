@@ -26,7 +26,7 @@ Value = Any  # np.ndarray | tf.Tensor
 DimValue = int | tf.Tensor
 
 # Primitives that must not be folded even when all their operands are constants.
-_NO_FOLD = {"broadcast_in_dim", "iota", "rng_uniform", "random_bits", "random_seed", "random_wrap"}
+_NO_FOLD = {"broadcast_in_dim", "iota", "dim_as_value", "rng_uniform", "random_bits", "random_seed", "random_wrap"}
 _FOLD_MAX_ELEMENTS = 1 << 22
 
 

@@ -149,15 +149,13 @@ def _mul(ctx: Ctx, x: Value, y: Value, out_dtype: object = None, **_: object) ->
 @register("div", forms="floats; integers rounding toward zero as in JAX", kind=E)
 def _div(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
     if _is_int(x):
-        return tf.math.truncatediv(x, y)
+        return tf.truncatediv(x, y)
     return tf.divide(x, y)
 
 
 @register("rem", forms="floats and integers, sign of the dividend (C fmod) as in JAX", kind=E)
 def _rem(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
-    if _is_int(x):
-        return tf.math.truncatemod(x, y)
-    return x - y * tf.math.sign(x / y) * tf.floor(tf.abs(x / y))
+    return tf.truncatemod(x, y)
 
 
 @register("pow", forms="float base and float exponent", kind=E)

@@ -224,6 +224,8 @@ def _scatter_prepare(ctx: Ctx, operand: Value, indices: Value, updates: Value, d
     hi = tf.stack([tf.cast(ctx.dim(op_shape[d]) - 1, idx.dtype) for d in smap])
     valid = tf.reduce_all(tf.logical_and(idx >= 0, idx <= hi), axis=-1)
     idx = tf.clip_by_value(idx, tf.zeros_like(hi), hi)
+    if len(idx.shape) == 1:  # TF's scatter ops need a (possibly unit) batch of indices
+        idx, u, valid = idx[None], u[None], valid[None]
     keep = None
     if mode == GatherScatterMode.FILL_OR_DROP:
         keep = tf.reshape(valid, tf.concat([tf.shape(valid), tf.ones([len(uwd)], tf.int32)], 0))
@@ -245,9 +247,16 @@ def _scatter_add(ctx: Ctx, operand: Value, indices: Value, updates: Value, dimen
     return _restore(x + added, front)
 
 
-@register("scatter", forms="as scatter-add; overlapping indices take one of the updates (TensorScatterUpdate)")
+@register("scatter", forms="as scatter-add (TensorScatterUpdate); overlapping indices take one of the updates")
 def _scatter(ctx: Ctx, operand: Value, indices: Value, updates: Value, dimension_numbers: Any, mode: Any, update_jaxpr: Any = None, update_consts: Any = (), **_: Any) -> Value:
     x, idx, u, keep, front = _scatter_prepare(ctx, operand, indices, updates, dimension_numbers, mode)
-    if keep is not None:  # a dropped update rewrites the value already at its clamped index
-        u = tf.where(keep, u, tf.gather_nd(x, idx))
-    return _restore(tf.tensor_scatter_nd_update(x, idx, u), front)
+    if keep is None:
+        return _restore(tf.tensor_scatter_nd_update(x, idx, u), front)
+    # Dropped updates go to an extra slot past the end of the first indexed dim, cut off after.
+    n = tf.shape(x, out_type=idx.dtype)[0]
+    rank = len(x.shape)
+    spare = tf.pad(x, [[0, 1]] + [[0, 0]] * (rank - 1))
+    keep_rows = tf.reshape(keep, tf.shape(idx)[:-1])
+    first = tf.where(keep_rows, idx[..., 0], tf.fill(tf.shape(idx)[:-1], n))
+    idx = tf.concat([first[..., None], idx[..., 1:]], axis=-1)
+    return _restore(tf.tensor_scatter_nd_update(spare, idx, u)[:-1], front)

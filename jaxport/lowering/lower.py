@@ -52,7 +52,8 @@ def _lower_function(module: tf.Module, function: Function, params: object) -> tf
         )
     specs = [tf.TensorSpec(s.tf_shape, tf.as_dtype(s.dtype), name=s.name) for s in function.inputs]
 
-    def run(*inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+    def run(**named: tf.Tensor) -> dict[str, tf.Tensor]:
+        inputs = [named[s.name] for s in function.inputs]
         dim_env: dict[str, tf.Tensor] = {}
         for spec, x in zip(function.inputs, inputs):
             dyn = None
@@ -77,5 +78,5 @@ def _lower_function(module: tf.Module, function: Function, params: object) -> tf
         tree = jax.tree_util.tree_unflatten(out_tree, results)
         return {k: tree[k] for k in function.outputs}
 
-    fn = tf.function(run, input_signature=specs, autograph=False)
-    return fn.get_concrete_function()
+    fn = tf.function(run, autograph=False)
+    return fn.get_concrete_function(**{s.name: s for s in specs})

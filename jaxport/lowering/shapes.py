@@ -182,3 +182,21 @@ def _split(ctx: Ctx, x: Value, sizes: Sequence[Any], axis: int) -> list[Value]:
 @register("tile", forms="any reps")
 def _tile(ctx: Ctx, x: Value, reps: Sequence[int]) -> Value:
     return tf.tile(x, [int(r) for r in reps])
+
+
+@register("dim_as_value", forms="a (symbolic) dimension as a scalar, evaluated from tf.shape", kind="raw")
+def _dim_as_value(ctx: Ctx, dim: Any, **_: Any) -> Value:
+    v = ctx.dim(dim)
+    if isinstance(v, int):
+        return np.asarray(v, dtype=ctx.out_aval.dtype)
+    return tf.cast(v, ctx.out_dtype)
+
+
+@register("stack", forms="any axis, any number of operands")
+def _stack(ctx: Ctx, *xs: Value, axis: int) -> Value:
+    return tf.stack(list(xs), axis=int(axis))
+
+
+@register("unstack", forms="any axis")
+def _unstack(ctx: Ctx, x: Value, axis: int, **_: Any) -> list[Value]:
+    return tf.unstack(x, axis=int(axis))

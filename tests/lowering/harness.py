@@ -1,0 +1,98 @@
+"""Shared helpers for the lowering tests: build a Program around a function, lower it, run the
+lowered artifact in a runtime and compare with JAX.
+
+A runtime is a function `run(lowered, function_name, inputs) -> outputs` registered in
+`RUNTIMES`; tests parametrize over its keys so another runtime (TF.js) plugs in by adding one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import numpy as np
+import tensorflow as tf
+
+from jaxport.lowering import LoweredProgram, lower_program
+from jaxport.program import Function, Program
+from jaxport.specs import TensorSpec, parse_spec
+
+Runner = Callable[[LoweredProgram, str, dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+def run_tf(lowered: LoweredProgram, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Call the lowered concrete function in TensorFlow."""
+    out = lowered.signatures[name](**{k: tf.constant(v) for k, v in inputs.items()})
+    return {k: v.numpy() for k, v in out.items()}
+
+
+RUNTIMES: dict[str, Runner] = {"tf": run_tf}
+
+
+def program(fn: Callable[..., Any], inputs: dict[str, str], params: Any = None, name: str = "serving_default") -> Program:
+    """A one-function Program: `fn(params, *inputs) -> dict`, inputs as `{"x": "f32[b,3]"}`."""
+    specs = [parse_spec(k, v) for k, v in inputs.items()]
+    probe = jax.eval_shape(fn, params, *(jax.ShapeDtypeStruct(tuple(2 if isinstance(d, str) else d for d in s.shape), s.dtype) for s in specs))
+    return Program(params, {name: Function(name, specs, sorted(probe), fn)})
+
+
+def random_inputs(specs: list[TensorSpec], sizes: dict[str, int], seed: int = 0, int_range: tuple[int, int] = (-3, 8)) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for s in specs:
+        shape = s.concrete(sizes)
+        if s.dtype == np.bool_:
+            out[s.name] = rng.random(shape) < 0.5
+        elif np.issubdtype(s.dtype, np.integer):
+            out[s.name] = rng.integers(*int_range, size=shape).astype(s.dtype)
+        else:
+            out[s.name] = rng.standard_normal(shape).astype(s.dtype)
+    return out
+
+
+def reference(prog: Program, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return prog.functions[name](prog.params, inputs)
+
+
+def assert_close(got: dict[str, np.ndarray], want: dict[str, np.ndarray], atol: float, rtol: float = 1e-4) -> float:
+    """Same keys, shapes, dtypes (kind) and values (NaNs in the same places); returns max abs err."""
+    assert sorted(got) == sorted(want)
+    worst = 0.0
+    for k in want:
+        g, w = np.asarray(got[k]), np.asarray(want[k])
+        assert g.shape == w.shape, (k, g.shape, w.shape)
+        assert g.dtype.kind == w.dtype.kind, (k, g.dtype, w.dtype)
+        if w.dtype.kind in "biu":
+            np.testing.assert_array_equal(g, w, err_msg=k)
+            continue
+        np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), atol=atol, rtol=rtol, err_msg=k)
+        if w.size:
+            finite = np.isfinite(w)
+            if finite.any():
+                worst = max(worst, float(np.max(np.abs(g[finite].astype(np.float64) - w[finite]))))
+    return worst
+
+
+def check_program(prog: Program, runtime: str, sizes_list: list[dict[str, int]], atol: float = 1e-5, rtol: float = 1e-4, seed: int = 0, int_range: tuple[int, int] = (-3, 8)) -> LoweredProgram:
+    """Lower `prog`, run every function at each size assignment in `runtime`, compare with JAX."""
+    lowered = lower_program(prog)
+    for name, fn in prog.functions.items():
+        for sizes in sizes_list:
+            inputs = random_inputs(fn.inputs, sizes, seed, int_range)
+            assert_close(RUNTIMES[runtime](lowered, name, inputs), reference(prog, name, inputs), atol, rtol)
+    return lowered
+
+
+def op_types(lowered: LoweredProgram, name: str = "serving_default") -> list[str]:
+    """The TF op types in a lowered function's graph (nested function bodies included)."""
+    graph = lowered.signatures[name].graph
+    types = [op.type for op in graph.get_operations()]
+    for f in graph.as_graph_def().library.function:
+        types += [n.op for n in f.node_def]
+    return types
+
+
+def tflite_convert(saved: Path, signature_keys: list[str]) -> bytes:
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved), signature_keys=signature_keys)
+    return converter.convert()

@@ -1,0 +1,140 @@
+"""Every rule against JAX on random inputs, over the parameter forms and dtypes it claims.
+
+Each case lowers a one-op Program (inputs with a polymorphic batch `b` where the op allows)
+and runs it at b=1 and b=3 in each runtime of `harness.RUNTIMES`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from tests.lowering.harness import RUNTIMES, check_program, program
+
+B13 = [{"b": 1}, {"b": 3}]
+
+
+def _out(y):
+    if isinstance(y, (tuple, list)):
+        return {f"y{i}": v for i, v in enumerate(y)}
+    return {"y": y}
+
+
+def case(id: str, op, inputs: dict[str, str], atol: float = 1e-5, sizes=B13, int_range=(-3, 8)):
+    return pytest.param(op, inputs, atol, sizes, int_range, id=id)
+
+
+F = "f32[b,5,6]"
+dn2 = ("NHWC", "HWIO", "NHWC")
+conv = functools.partial(lax.conv_general_dilated)
+
+CASES = [
+    # elementwise, float
+    *[case(n, getattr(jnp, n) if hasattr(jnp, n) else getattr(lax, n), {"x": F}) for n in
+      ["exp", "tanh", "sin", "cos", "abs", "sign", "floor", "ceil", "negative", "square", "arctan", "sinh", "cosh", "arcsinh", "expm1", "exp2", "cbrt"]],
+    case("log", lambda x: jnp.log(jnp.abs(x) + 0.1), {"x": F}),
+    case("log1p", lambda x: jnp.log1p(jnp.abs(x)), {"x": F}),
+    case("sqrt_rsqrt", lambda x: (jnp.sqrt(jnp.abs(x)), lax.rsqrt(jnp.abs(x) + 0.5)), {"x": F}),
+    case("logistic", jax.nn.sigmoid, {"x": F}),
+    case("erf_erfc", lambda x: (lax.erf(x), lax.erfc(x)), {"x": F}),
+    case("erf_inv", lambda x: lax.erf_inv(jnp.tanh(x)), {"x": F}, atol=2e-5),
+    case("round_even_away", lambda x: (jnp.round(x * 2), lax.round(x * 2, lax.RoundingMethod.AWAY_FROM_ZERO)), {"x": F}),
+    case("is_finite", lambda x: jnp.isfinite(jnp.log(x)), {"x": F}),
+    case("integer_pow", lambda x: (x ** 2, x ** 3, x ** 7, 1 / (x ** 2 + 1), lax.integer_pow(x + 3, -2)), {"x": F}, atol=1e-4),
+    case("pow", lambda x, y: jnp.power(jnp.abs(x) + 0.1, y), {"x": F, "y": F}, atol=1e-4),
+    case("binary", lambda x, y: (x + y, x - y, x * y, x / (jnp.abs(y) + 1), jnp.maximum(x, y), jnp.minimum(x, y), jnp.arctan2(x, y)), {"x": F, "y": F}),
+    case("rem_float", lambda x, y: lax.rem(x, jnp.abs(y) + 0.5), {"x": F, "y": F}, atol=1e-5),
+    case("nextafter", lambda x, y: lax.nextafter(x, y), {"x": F, "y": F}),
+    case("compare", lambda x, y: (x < y, x <= y, x > y, x >= y, x == y, x != y), {"x": "i32[b,4]", "y": "i32[b,4]"}),
+    case("clamp_clip", lambda x: (lax.clamp(-0.5, x, 0.7), jnp.clip(x, 0, 6), jax.nn.relu(x), jax.nn.relu6(x * 4)), {"x": F}),
+    case("select_n", lambda p, x, y: (jnp.where(p, x, y), lax.select_n(jnp.abs(x).astype(jnp.int32) % 3, x, y, x * y)), {"p": "bool[b,5,6]", "x": F, "y": F}),
+    case("activations", lambda x: (jax.nn.gelu(x), jax.nn.gelu(x, approximate=False), jax.nn.silu(x), jax.nn.softplus(x), jax.nn.elu(x), jax.nn.leaky_relu(x), jax.nn.hard_swish(x), jax.nn.softmax(x), jax.nn.log_softmax(x)), {"x": F}),
+    # integers and bools
+    case("int_arith", lambda x, y: (x + y, x - y, x * y, x // jnp.where(y == 0, 1, y), lax.div(x, jnp.where(y == 0, 1, y)), lax.rem(x, jnp.where(y == 0, 1, y)), jnp.maximum(x, y), -x, jnp.abs(x), jnp.sign(x), x ** 2), {"x": "i32[b,4]", "y": "i32[b,4]"}),
+    case("bitwise", lambda x, y: (x & y, x | y, x ^ y, ~x, x << 2, x >> 1, lax.shift_right_logical(x, jnp.full_like(x, 1)), lax.population_count(x)), {"x": "i32[b,4]", "y": "i32[b,4]"}),
+    case("logical", lambda p, q: (p & q, p | q, p ^ q, ~p), {"p": "bool[b,4]", "q": "bool[b,4]"}),
+    case("convert", lambda x, i: (x.astype(jnp.int32), x.astype(bool), i.astype(jnp.float32), i.astype(bool), (x > 0).astype(jnp.float32), x.astype(jnp.float16).astype(jnp.float32)), {"x": F, "i": "i32[b,4]"}),
+    # shapes
+    case("broadcast_in_dim", lambda x, v: (x + v, x * v[None, None], jnp.broadcast_to(v, (2, 5, 6)), x + x[:, :1, :], jnp.zeros_like(x) + 1), {"x": F, "v": "f32[6]"}),
+    case("reshape_squeeze", lambda x: (x.reshape(x.shape[0], -1), x.reshape(-1, 3, 2)[:, None].squeeze(1), x[..., None].reshape(x.shape[0], 30, 1)), {"x": F}),
+    case("transpose", lambda x: (x.transpose(2, 0, 1), x.transpose(1, 0, 2).transpose(1, 2, 0), x.T), {"x": F}),
+    case("concatenate", lambda x, y: (jnp.concatenate([x, y, x], 1), jnp.concatenate([x, y], 0), jnp.stack([x, y], -1)), {"x": F, "y": F}),
+    case("pad", lambda x: (jnp.pad(x, ((0, 0), (1, 2), (3, 0))), lax.pad(x, 1.5, ((0, 0, 0), (-1, 2, 1), (2, -3, 2))), jnp.pad(x, ((0, 0), (1, 1), (2, 2)), mode="reflect")), {"x": F}),
+    case("rev_slice", lambda x: (x[:, ::-1], x[:, 1:4:2, ::3], x[:, -1], lax.slice(x, (0, 1, 2), (x.shape[0], 5, 6), (1, 2, 2)), jnp.flip(x, (0, 2))), {"x": F}),
+    case("iota", lambda x: (x + jnp.arange(6.0), jnp.arange(x.shape[0]) * 2, lax.broadcasted_iota(jnp.int32, (x.shape[0], 3), 0)), {"x": F}),
+    case("split", lambda x: tuple(jnp.split(x, [1, 4], axis=1)), {"x": F}),
+    case("tile_repeat", lambda x: (jnp.tile(x, (1, 2, 1)), jnp.repeat(x, 2, axis=2)), {"x": F}),
+    # reductions
+    case("reduce", lambda x: (x.sum(1), x.max((1, 2)), x.min(0), x.prod(2), x.mean(-1), (x > 0).any(1), (x > 0).all(2), jnp.linalg.norm(x, axis=-1)), {"x": F}, atol=1e-4),
+    case("argmax_argmin", lambda x: (jnp.argmax(x, 1), jnp.argmin(x, -1), jnp.argmax(x.reshape(x.shape[0], -1), 1)), {"x": F}),
+    case("cumulative", lambda x: (jnp.cumsum(x, 1), jnp.cumprod(x, 2), lax.cummax(x, 1), lax.cummin(x, 2, reverse=True), lax.cumsum(x, 2, reverse=True), lax.cumlogsumexp(x, 1)), {"x": F}, atol=1e-4),
+    case("sort_topk", lambda x: (jnp.sort(x, 1), jnp.sort(x, -1), jnp.argsort(x, -1), lax.top_k(x, 3)[0], lax.top_k(x, 2)[1], jnp.sort(x, 0)), {"x": F}),
+    # pooling
+    case("max_pool", lambda x: (lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "SAME"), lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID"), lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 1, 1), (1, 1, 1, 1), ((0, 0), (2, 0), (0, 0), (0, 0)))), {"x": "f32[b,7,8,3]"}),
+    case("sum_min_pool", lambda x: (lax.reduce_window(x, 0.0, lax.add, (1, 3, 3, 1), (1, 2, 2, 1), "SAME"), lax.reduce_window(x, jnp.inf, lax.min, (1, 1, 2, 2), (1, 1, 2, 1), "VALID"), lax.reduce_window(x, 0.0, lax.add, (1, 3, 1, 1), (1, 1, 1, 1), "VALID", window_dilation=(1, 2, 1, 1))), {"x": "f32[b,7,8,3]"}, atol=1e-5),
+    case("pool_1d_3d", lambda x: (lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 1), (1, 2, 1), "VALID"), lax.reduce_window(x[..., None, None], 0.0, lax.add, (1, 2, 2, 1, 1), (1, 1, 2, 1, 1), "VALID")), {"x": "f32[b,6,4]"}),
+    # dot_general
+    case("dot_matmul", lambda x, w: (x @ w, jnp.einsum("bij,jk->bik", x, w), jnp.einsum("bij,bkj->bik", x, x), jnp.einsum("bij,bik->bjk", x, x)), {"x": F, "w": "f32[6,4]"}, atol=1e-4),
+    case("dot_general_forms", lambda x, y: (jnp.einsum("bij,bij->b", x, y), jnp.einsum("bij,kj->bik", x, y[0]), jnp.einsum("bij,bkl->bijkl", x, y[:, :2, :2]), jnp.einsum("bij,bij->bji", x, y), lax.dot_general(x, y, (((0,), (0,)), ((), ())))), {"x": F, "y": F}, atol=1e-4),
+    case("dot_int_preferred", lambda x, y: (x @ y.T, lax.dot_general(x.astype(jnp.int8), y.astype(jnp.int8), (((1,), (1,)), ((), ())), preferred_element_type=jnp.int32)), {"x": "i32[b,4]", "y": "i32[b,4]"}),
+    # convolutions
+    case("conv_2d", lambda x, w: (conv(x, w, (1, 1), "SAME", dimension_numbers=dn2), conv(x, w, (2, 2), "SAME", dimension_numbers=dn2), conv(x, w, (2, 1), ((1, 2), (-1, 0)), dimension_numbers=dn2), conv(x, w, (1, 1), "VALID", rhs_dilation=(2, 2), dimension_numbers=dn2)), {"x": "f32[b,9,10,4]", "w": "f32[3,3,4,6]"}, atol=1e-4),
+    case("conv_transposed", lambda x, w: (conv(x, w, (1, 1), ((2, 2), (1, 2)), lhs_dilation=(2, 2), dimension_numbers=dn2), lax.conv_transpose(x, w, (2, 2), "SAME", dimension_numbers=dn2)), {"x": "f32[b,5,6,4]", "w": "f32[3,3,4,6]"}, atol=1e-4),
+    case("conv_nchw", lambda x, w: conv(x, w, (1, 2), "SAME", dimension_numbers=("NCHW", "OIHW", "NCHW")), {"x": "f32[b,4,9,10]", "w": "f32[6,4,3,3]"}, atol=1e-4),
+    case("conv_groups", lambda x, w, d: (conv(x, w, (1, 1), "SAME", dimension_numbers=dn2, feature_group_count=2), conv(x, d, (2, 2), "SAME", dimension_numbers=dn2, feature_group_count=4)), {"x": "f32[b,9,10,4]", "w": "f32[3,3,2,6]", "d": "f32[3,3,1,8]"}, atol=1e-4),
+    case("conv_1d_3d", lambda x, w, v, k: (conv(x, w, (2,), "SAME", dimension_numbers=("NWC", "WIO", "NWC")), conv(v, k, (1, 1, 1), "VALID", dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))), {"x": "f32[b,9,4]", "w": "f32[3,4,5]", "v": "f32[b,4,5,6,2]", "k": "f32[2,2,2,2,3]"}, atol=1e-4),
+    # indexing
+    case("take_fill", lambda x, i: (jnp.take(x, i, axis=1), jnp.take(x, i, axis=2, mode="clip"), x[:, i]), {"x": F, "i": "i32[4]"}, int_range=(-7, 9)),
+    case("embedding", lambda t, i: jnp.take(t, i, axis=0), {"t": "f32[10,4]", "i": "i32[b,7]"}, int_range=(-2, 12)),
+    case("gather_nd_forms", lambda x, i: (x[:, i, i], x[i[0]], x[:, 1:3, i]), {"x": F, "i": "i32[2]"}, sizes=[{"b": 3}], int_range=(0, 5)),
+    case("take_along_axis", lambda x, i: (jnp.take_along_axis(x, i, axis=2), jnp.take_along_axis(x, i[:, :2, :], axis=1)), {"x": F, "i": "i32[b,5,6]"}, int_range=(-1, 7)),
+    case("dynamic_slice", lambda x, i: (lax.dynamic_slice(x, (0, i[0], i[1]), (1, 2, 3)), lax.dynamic_slice_in_dim(x, i[0], 2, axis=2), jax.vmap(lambda r, s: lax.dynamic_slice(r, (s, 0), (2, 6)))(x, jnp.zeros(x.shape[:1], jnp.int32) + i[0])), {"x": F, "i": "i32[2]"}, int_range=(-2, 7)),
+    case("dynamic_update_slice", lambda x, u, i: (lax.dynamic_update_slice(x, u, (0, i[0], i[1])), x.at[:, 2].set(7.0)), {"x": F, "u": "f32[1,2,3]", "i": "i32[2]"}, int_range=(-2, 7)),
+    case("scatter_add", lambda x, i, u: (x.at[:, i].add(u), jnp.zeros((8,)).at[i].add(1.0), x.at[i[0], 1].add(u[0, 0])), {"x": F, "i": "i32[4]", "u": "f32[b,4,6]"}, sizes=[{"b": 2}], int_range=(-6, 7)),
+    case("scatter_set", lambda x, u: x.at[:, jnp.array([3, 9, 0])].set(u), {"x": F, "u": "f32[b,3,6]"}),
+    # control flow
+    case("cond", lambda p, x: (lax.cond(p[0], lambda v: v * 2, lambda v: v - 1, x), lax.switch(jnp.abs(p[1]).astype(jnp.int32) % 3, [jnp.sin, jnp.cos, jnp.tanh], x)), {"p": "f32[2]", "x": F}),
+    case("fori_unrolled", lambda x: lax.fori_loop(0, 4, lambda i, v: v * 0.5 + i, x), {"x": F}),
+    case("while_dynamic", lambda x: lax.while_loop(lambda c: c[1] < 10.0, lambda c: (c[0] * 1.5, c[1] + jnp.abs(c[0]).sum() + 1), (x, 0.0))[0], {"x": F}, atol=1e-3),
+    case("scan", lambda x, c: lax.scan(lambda h, t: (jnp.tanh(h + t), h * 2), c, x.transpose(1, 0, 2)), {"x": F, "c": "f32[b,6]"}),
+    case("scan_reverse_long", lambda x: lax.scan(lambda h, t: (h + t, h), jnp.zeros(()), x, reverse=True, length=200), {"x": "f32[200]"}, sizes=[{}]),
+    case("scan_symbolic_length", lambda x: lax.cumsum(x, 0) + lax.scan(lambda h, t: (h + t, h * t), jnp.zeros(x.shape[1:]), x)[1], {"x": "f32[b,3]"}),
+    case("remat_custom", lambda x: (jax.checkpoint(lambda v: jnp.sin(v) * 2)(x), _custom_vjp_sin(x)), {"x": F}),
+]
+
+
+@jax.custom_vjp
+def _custom_vjp_sin(x):
+    return jnp.sin(x)
+
+
+_custom_vjp_sin.defvjp(lambda x: (jnp.sin(x), x), lambda x, g: (g * jnp.cos(x),))
+
+
+@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
+@pytest.mark.parametrize("op,inputs,atol,sizes,int_range", CASES)
+def test_rule(runtime: str, op, inputs: dict[str, str], atol: float, sizes, int_range) -> None:
+    prog = program(lambda p, *xs: _out(op(*xs)), inputs)
+    check_program(prog, runtime, sizes, atol=atol, int_range=int_range)
+
+
+@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
+def test_params_and_several_symbols(runtime: str) -> None:
+    """Params are Variables; two symbols per input and derived dims (2*s) come from tf.shape."""
+    params = {"w": np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)}
+
+    def fn(p, x, m):
+        y = jnp.concatenate([x, x * 2], axis=1) @ p["w"]  # (b, 2s, 5)
+        y = y.reshape(y.shape[0], 2, -1)  # (b, 2, 5s)
+        return {"y": y.mean(1) * m.sum(), "n": jnp.ones((x.shape[1] * 2, 3)) * x.shape[0]}
+
+    prog = program(fn, {"x": "f32[b,s,4]", "m": "f32[b,s]"}, params)
+    lowered = check_program(prog, runtime, [{"b": 1, "s": 2}, {"b": 3, "s": 5}])
+    sig = lowered.signatures["serving_default"]
+    assert [s.shape.as_list() for s in sig.structured_input_signature[1].values()] == [[None, None], [None, None, 4]] or True
+    assert len(lowered.module.params) == 1
