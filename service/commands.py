@@ -121,9 +121,9 @@ def _start_local_redis(url: str, data_dir: Path) -> subprocess.Popen:
                            "(`apt-get install redis-server`, `brew install redis`) or point "
                            "JAXPORT_REDIS_URL at a running Redis")
     data_dir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([binary, "--port", str(parsed.port or 6379), "--bind", parsed.hostname,
-                             "--dir", str(data_dir), "--appendonly", "yes", "--save", ""],
-                            stdout=subprocess.DEVNULL)
+    proc = _spawn([binary, "--port", str(parsed.port or 6379), "--bind", parsed.hostname,
+                   "--dir", str(data_dir.resolve()), "--appendonly", "yes", "--save", ""],
+                  stdout=subprocess.DEVNULL)
     for _ in range(50):
         if _redis_answers(url):
             return proc
@@ -138,36 +138,75 @@ def cmd_up(args: argparse.Namespace) -> int:
     from jaxport.jobs import DEFAULT_REDIS_URL
 
     _setup_logging()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # both mean "stop everything cleanly"
+        signal.signal(sig, _interrupt)
     url = os.environ.setdefault("JAXPORT_REDIS_URL", DEFAULT_REDIS_URL)
     children: list[subprocess.Popen] = []
     if not _redis_answers(url):
         log.info("no Redis at %s: starting redis-server (data in .jaxport/redis)", _redact(url))
         children.append(_start_local_redis(url, Path(".jaxport/redis")))
-    me = [sys.executable, "-m", "service"]
-    children.append(subprocess.Popen([*me, "worker", f"--concurrency={args.concurrency}"]))
-    children.append(subprocess.Popen([*me, "serve", f"--host={args.host}", f"--port={args.port}"]))
-    print(f"jaxport is up: http://{args.host}:{args.port}  (API docs at /docs; Ctrl-C stops)",
-          file=sys.stderr)
     try:
+        return _run_children(args, children)
+    finally:
+        _stop(children)
+
+
+def _run_children(args: argparse.Namespace, children: list[subprocess.Popen]) -> int:
+    """Start the worker and the API (appended to `children`); return when one exits or on Ctrl-C."""
+    me = [sys.executable, "-m", "service"]
+    try:
+        children.append(_spawn([*me, "worker", f"--concurrency={args.concurrency}"]))
+        children.append(_spawn([*me, "serve", f"--host={args.host}", f"--port={args.port}"]))
+        if _wait_for_api(f"http://{args.host}:{args.port}/healthz", children):
+            print(f"jaxport is up: http://{args.host}:{args.port}  (API docs at /docs; the worker "
+                  "takes jobs once TensorFlow is imported; Ctrl-C stops)", file=sys.stderr)
         while all(c.poll() is None for c in children):
             time.sleep(0.5)
         log.error("a child process exited; stopping the others")
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_OK
-    finally:
-        _stop(children)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _own_session_dying_with_parent() -> None:
+    """preexec_fn: a new session (so Ctrl-C reaches only `up`, which stops the children in
+    order) and SIGTERM when `up` itself dies."""
+    import ctypes
+
+    os.setsid()
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _spawn(argv: list[str], **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(argv, preexec_fn=_own_session_dying_with_parent, **kwargs)
+
+
+def _wait_for_api(url: str, children: list[subprocess.Popen], timeout: float = 180) -> bool:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and all(c.poll() is None for c in children):
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    return False
 
 
 def _stop(children: list[subprocess.Popen]) -> None:
-    """SIGTERM in reverse start order (API, worker, Redis), then SIGKILL what lingers."""
+    """Stop in reverse start order — API, worker (a warm shutdown: the running job finishes or
+    goes back to the queue), Redis last — each with SIGTERM, then SIGKILL after a grace time."""
     for child in reversed(children):
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for child in reversed(children):
         try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            child.wait(timeout=30)
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()

@@ -13,6 +13,8 @@ import threading
 import time
 from collections.abc import Callable
 
+import redis
+
 from jaxport.jobs import FAILED, QUEUED, RUNNING, JobNotFound, JobStore
 from service.config import Settings
 from workers.execute import LEASE_TTL_S
@@ -52,7 +54,7 @@ def reap_once(store: JobStore, enqueue: Callable[[str], None]) -> list[str]:
 
 def start_reaper(settings: Settings, enqueue: Callable[[str], None], hostname: str) -> threading.Thread:
     """Scan every SCAN_EVERY_S seconds in a daemon thread of the worker's main process, and
-    keep the worker's heartbeat key alive (it appears once the pool is warm)."""
+    keep the worker's heartbeat key alive while it consumes (`workers.health`)."""
     store = JobStore.from_url(settings.redis_url)
 
     def loop() -> None:
@@ -60,7 +62,9 @@ def start_reaper(settings: Settings, enqueue: Callable[[str], None], hostname: s
             try:
                 store.worker_heartbeat(hostname, 3 * SCAN_EVERY_S)
                 reap_once(store, enqueue)
-            except Exception:  # Redis away for a moment: try again next round
+            except redis.RedisError as exc:  # Redis away for a moment: try again next round
+                log.warning("reaper on %s cannot reach Redis: %s", hostname, exc)
+            except Exception:
                 log.exception("reaper scan failed on %s", hostname)
             time.sleep(SCAN_EVERY_S)
 
