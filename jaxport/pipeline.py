@@ -87,7 +87,11 @@ class _Build:
         return self._orbax
 
     def lowered_savedmodel(self) -> Path:
-        """The plain-TF SavedModel from our lowering; raises the (cached) `LoweringError`."""
+        """The plain-TF SavedModel from our lowering; raises the (cached) `LoweringError`.
+
+        A crash inside the lowering is our bug, but it is reported the same way (as a
+        `LoweringError` naming the exception) so that TFLite can still fall back to orbax.
+        """
         if self._lowered is None:
             from jaxport.lowering import lower_program
 
@@ -97,9 +101,19 @@ class _Build:
                 self._lowered = path
             except LoweringError as exc:
                 self._lowered = exc
+            except Exception as exc:  # noqa: BLE001 - see docstring
+                traceback.print_exc()
+                self._lowered = LoweringError(
+                    f"the lowering crashed: {type(exc).__name__}: {_first_line(exc)}",
+                    "this is a jaxport bug; please report it with the model")
         if isinstance(self._lowered, LoweringError):
             raise self._lowered
         return self._lowered
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else ""
 
 
 def convert_program(program: Program, out_dir: Path, options: ConvertOptions,
@@ -242,19 +256,22 @@ def _calibration(build: _Build):
 
 
 def _build_tflite(build: _Build) -> tuple[Path, dict]:
+    """From the lowered plain-TF graph (fast) when it lowers and converts; else from orbax."""
     from jaxport.targets.tflite import export_tflite
 
+    def convert(saved_model: Path) -> Path:
+        return export_tflite(
+            saved_model, build.out_dir / "model.tflite",
+            signatures=list(build.program.functions), quantize=build.options.quantize,
+            calibration=_calibration(build) if build.options.quantize == "int8" else None)
+
+    extra: dict = {"quantize": build.options.quantize}
     try:
-        saved_model, source, why = build.lowered_savedmodel(), "lowered", None
-    except LoweringError as exc:
-        saved_model, source, why = build.orbax_savedmodel(), "orbax", str(exc)
-    path = export_tflite(
-        saved_model, build.out_dir / "model.tflite", signatures=list(build.program.functions),
-        quantize=build.options.quantize,
-        calibration=_calibration(build) if build.options.quantize == "int8" else None)
-    extra = {"source": source, "quantize": build.options.quantize}
-    if why:
-        extra["source_reason"] = why
+        path = convert(build.lowered_savedmodel())
+        extra["source"] = "lowered"
+    except (LoweringError, TargetError) as exc:
+        path = convert(build.orbax_savedmodel())
+        extra.update(source="orbax", source_reason=str(exc))
     return path, extra
 
 

@@ -52,6 +52,9 @@ def export_tflite(saved_model_dir: Path, out_path: Path, *, signatures: list[str
 
 
 def _summary(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if "error" in ln.lower()]
-    return (lines[0] if lines else str(exc).strip().splitlines()[0] if str(exc).strip()
-            else type(exc).__name__)[:400]
+    """The converter's first `error:` message, without MLIR locations and file paths."""
+    for line in str(exc).splitlines():
+        if "error:" in line:
+            return line.split("error:", 1)[1].strip()[:400]
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:400]
