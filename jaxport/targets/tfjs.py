@@ -32,6 +32,7 @@ XLA_OPS = frozenset({"XlaCallModule"})
 # Activations the TF.js cpu backend implements for _FusedConv2D / _FusedMatMul /
 # FusedDepthwiseConv2dNative (tfjs-backend-cpu/src/utils/fused_utils.ts, 4.22).
 _FUSABLE_ACTIVATIONS = frozenset({"Relu", "Relu6", "Elu", "LeakyRelu", "Prelu", "Sigmoid"})
+_FLOAT = {"type": "DT_FLOAT"}
 _FUSED_OPS = frozenset({"_FusedConv2D", "_FusedMatMul", "FusedDepthwiseConv2dNative"})
 _HINT_XLA = (
     "TF.js cannot run XlaCallModule (the StableHLO op every jax2tf/orbax SavedModel holds, since "
@@ -275,7 +276,7 @@ def unfuse_activations(model_json: Path) -> list[str]:
         name = node["name"]
         node["name"] = f"{name}/{node['op']}"
         fused_ops["s"] = fused_ops["s"][:1]
-        nodes.append({"name": name, "op": activation, "input": [node["name"]], "attr": {"T": node["attr"]["T"]}})
+        nodes.append({"name": name, "op": activation, "input": [node["name"]], "attr": {"T": node["attr"].get("T", _FLOAT)}})
         split.append(name)
     if split:
         model_json.write_text(json.dumps(data))
