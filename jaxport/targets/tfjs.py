@@ -70,7 +70,8 @@ def export_tfjs(
     saved_model_dir, out_dir = Path(saved_model_dir), Path(out_dir)
     if quantization is not None and quantization not in TFJS_QUANTIZATIONS:
         raise TargetError(
-            f"unknown TF.js quantization {quantization!r}", f"choose from {', '.join(TFJS_QUANTIZATIONS)}",
+            f"unknown TF.js quantization {quantization!r}",
+            f"choose from {', '.join(TFJS_QUANTIZATIONS)}",
             stage="convert",
         )
     if shard_bytes < 1:
@@ -88,7 +89,9 @@ def export_tfjs(
 
     # Convert into a fresh directory next to out_dir so a failure leaves no half-written model.
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "model.json").is_file():
-        raise TargetError(f"{out_dir} exists and is not a TF.js model directory; not replacing it", stage="convert")
+        raise TargetError(
+            f"{out_dir} exists and is not a TF.js model directory; not replacing it", stage="convert"
+        )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     chatter = io.StringIO()  # the converter print()s notes; stdout belongs to the CLI
@@ -276,7 +279,8 @@ def unfuse_activations(model_json: Path) -> list[str]:
         name = node["name"]
         node["name"] = f"{name}/{node['op']}"
         fused_ops["s"] = fused_ops["s"][:1]
-        nodes.append({"name": name, "op": activation, "input": [node["name"]], "attr": {"T": node["attr"].get("T", _FLOAT)}})
+        attr = {"T": node["attr"].get("T", _FLOAT)}
+        nodes.append({"name": name, "op": activation, "input": [node["name"]], "attr": attr})
         split.append(name)
     if split:
         model_json.write_text(json.dumps(data))

@@ -145,8 +145,9 @@ class TfjsRunner:
             request["bench"] = bench
         reply = self._request(request)
         if not reply["ok"]:
+            action = "load" if reply["stage"] == "load" else "run"
             raise TargetError(
-                f"TF.js could not {'load' if reply['stage'] == 'load' else 'run'} the model: {reply['error']}",
+                f"TF.js could not {action} the model: {reply['error']}",
                 "the model uses something the TF.js runtime (tfjs 4.22, cpu backend) does not support",
                 stage="verify",
             )
@@ -169,7 +170,8 @@ class TfjsRunner:
         except queue.Empty:
             self._stop()
             raise TargetError(
-                f"TF.js did not answer within {self.timeout_s:.0f} s", "the model may be too slow for the cpu backend",
+                f"TF.js did not answer within {self.timeout_s:.0f} s",
+                "the model may be too slow for the cpu backend",
                 stage="verify",
             ) from None
         except OSError:
@@ -178,7 +180,9 @@ class TfjsRunner:
             self._stop()
             if self._stderr_pump is not None:
                 self._stderr_pump.join(timeout=2)
-            raise TargetError(f"the TF.js runner (Node) exited: {self._stderr_tail()}", INSTALL_HINT, stage="verify")
+            raise TargetError(
+                f"the TF.js runner (Node) exited: {self._stderr_tail()}", INSTALL_HINT, stage="verify"
+            )
         reply = json.loads(line)
         if reply.get("id") != request["id"]:
             self._stop()
@@ -202,7 +206,9 @@ class TfjsRunner:
         if not self.node:
             raise TfjsUnavailable("node is not installed (or not on PATH)", INSTALL_HINT, stage="verify")
         if not (self.js_dir / "node_modules" / "@tensorflow" / "tfjs").is_dir() or not script.is_file():
-            raise TfjsUnavailable(f"the TF.js runtime is not installed in {self.js_dir}", INSTALL_HINT, stage="verify")
+            raise TfjsUnavailable(
+                f"the TF.js runtime is not installed in {self.js_dir}", INSTALL_HINT, stage="verify"
+            )
         self._replies = queue.Queue()
         self._stderr.clear()
         self._proc = subprocess.Popen(
@@ -217,7 +223,9 @@ class TfjsRunner:
         )
         threading.Thread(target=_pump, args=(self._proc.stdout, self._replies.put), daemon=True).start()
         # stderr is drained all the time (a full pipe would block Node); its tail explains exits.
-        self._stderr_pump = threading.Thread(target=_pump, args=(self._proc.stderr, self._stderr.append), daemon=True)
+        self._stderr_pump = threading.Thread(
+            target=_pump, args=(self._proc.stderr, self._stderr.append), daemon=True
+        )
         self._stderr_pump.start()
         self.info = self._exchange({"op": "ping"})
 
@@ -259,7 +267,8 @@ def _encode(name: str, value: Any) -> dict[str, Any]:
     else:
         raise TargetError(f"input {name} has dtype {array.dtype}, which TF.js cannot take")
     data = np.ascontiguousarray(array, dtype=_WIRE_DTYPES[wire])
-    return {"dtype": wire, "shape": list(array.shape), "data": base64.b64encode(data.tobytes()).decode("ascii")}
+    encoded = base64.b64encode(data.tobytes()).decode("ascii")
+    return {"dtype": wire, "shape": list(array.shape), "data": encoded}
 
 
 def _decode(spec: dict[str, Any]) -> np.ndarray:
