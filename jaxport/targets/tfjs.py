@@ -19,7 +19,7 @@ import io
 import json
 import logging
 import shutil
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -93,7 +93,8 @@ def export_tfjs(
             f"{out_dir} exists and is not a TF.js model directory; not replacing it", stage="convert"
         )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    staging = out_dir.parent / f".{out_dir.name}.{uuid.uuid4().hex[:8]}.partial"
+    staging.mkdir()  # not tempfile.mkdtemp: its 0700 mode would stick to the artifact
     chatter = io.StringIO()  # the converter print()s notes; stdout belongs to the CLI
     try:
         try:
