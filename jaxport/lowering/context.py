@@ -147,13 +147,23 @@ class Lowerer:
             return [int(d) for d in dims]
         return tf.stack([tf.constant(v, tf.int32) if isinstance(v, int) else tf.cast(v, tf.int32) for v in map(self.dim, dims)])
 
+    def reshape_shape(self, dims: Sequence[Any]) -> list[int] | tf.Tensor:
+        """A shape for `tf.reshape`: static ints, with -1 for a single symbolic dim."""
+        symbolic = [i for i, d in enumerate(dims) if not isinstance(d, (int, np.integer))]
+        if len(symbolic) == 1:
+            return [-1 if i == symbolic[0] else int(d) for i, d in enumerate(dims)]
+        return self.shape(dims)
+
     def full(self, x: Value, aval: Any) -> Value:
         """`x` broadcast to exactly `aval.shape` (a no-op for values already full)."""
         if is_full(x, aval.shape):
             return x
         if isinstance(x, np.ndarray) and is_static(aval.shape):
             return np.broadcast_to(x, tuple(aval.shape))
-        out = tf.broadcast_to(x, self.shape(aval.shape))
+        if isinstance(x, np.ndarray) and x.size == 1:  # a splat: Fill, not BroadcastTo
+            out = tf.fill(self.shape(aval.shape), tf.constant(x.reshape(()), tf.as_dtype(aval.dtype)))
+        else:
+            out = tf.broadcast_to(x, self.shape(aval.shape))
         out.set_shape(static_shape(aval.shape))
         return out
 
@@ -260,6 +270,16 @@ class Ctx:
 
     def dim(self, d: Any) -> DimValue:
         return self.lowerer.dim(d)
+
+    def reshape_shape(self, dims: Sequence[Any]) -> list[int] | tf.Tensor:
+        return self.lowerer.reshape_shape(dims)
+
+    def reshape_shape(self, dims: Sequence[Any]) -> list[int] | tf.Tensor:
+        """A shape for `tf.reshape`: static ints, with -1 for a single symbolic dim."""
+        symbolic = [i for i, d in enumerate(dims) if not isinstance(d, (int, np.integer))]
+        if len(symbolic) == 1:
+            return [-1 if i == symbolic[0] else int(d) for i, d in enumerate(dims)]
+        return self.shape(dims)
 
     def full(self, x: Value, aval: Any) -> Value:
         return self.lowerer.full(x, aval)

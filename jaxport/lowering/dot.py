@@ -46,7 +46,7 @@ def _arrange(ctx: Ctx, x: tf.Tensor, shape: Sequence[Any], batch: list[int], con
         want = [_prod([shape[i] for i in batch])] + want[len(batch):]
     have = [shape[i] for i in order]
     if len(have) != len(want) or any(a is not b and not (is_static([a, b]) and int(a) == int(b)) for a, b in zip(have, want)):
-        x = tf.reshape(x, ctx.shape(want))
+        x = tf.reshape(x, ctx.reshape_shape(want))
     return x, transposed, [shape[i] for i in free]
 
 
@@ -71,5 +71,5 @@ def _dot_general(ctx: Ctx, lhs: Value, rhs: Value, dimension_numbers: Any, prefe
     y = tf.linalg.matmul(a, b, transpose_a=ta, transpose_b=tb)
     out_shape = ctx.out_aval.shape
     if len(y.shape) != len(out_shape) or not is_static(out_shape) or list(y.shape) != [int(d) for d in out_shape]:
-        y = tf.reshape(y, ctx.shape(out_shape))
+        y = tf.reshape(y, ctx.reshape_shape(out_shape))
     return y

@@ -45,7 +45,12 @@ def _mode(ctx: Ctx, mode: Any) -> GatherScatterMode:
 def _clamped_starts(ctx: Ctx, idx: tf.Tensor, dims: Sequence[int], sizes: Sequence[Any], operand_shape: Sequence[Any]) -> tuple[tf.Tensor, tf.Tensor]:
     """Clamp the last axis of `idx` (one column per operand dim in `dims`) to [0, dim - size];
     also return the in-bounds mask over the batch shape (before clamping)."""
-    hi = tf.stack([tf.cast(ctx.dim(operand_shape[d]) - ctx.dim(sizes[d]), idx.dtype) for d in dims])
+    his = [ctx.dim(operand_shape[d]) - ctx.dim(sizes[d]) for d in dims]
+    if isinstance(idx, np.ndarray) and all(isinstance(h, int) for h in his):
+        hi_np = np.asarray(his, idx.dtype)
+        return np.clip(idx, 0, hi_np), np.all((idx >= 0) & (idx <= hi_np), axis=-1)
+    idx = tf.convert_to_tensor(idx)
+    hi = tf.stack([tf.cast(h, idx.dtype) for h in his])
     valid = tf.reduce_all(tf.logical_and(idx >= 0, idx <= hi), axis=-1)
     return tf.clip_by_value(idx, tf.zeros_like(hi), hi), valid
 
@@ -56,9 +61,9 @@ def _gather(ctx: Ctx, operand: Value, indices: Value, dimension_numbers: Any, sl
     dn = dimension_numbers
     op_shape = ctx.in_avals[0].shape
     rank = len(op_shape)
-    idx = tf.convert_to_tensor(indices)
-    if idx.dtype not in (tf.int32, tf.int64):
-        idx = tf.cast(idx, tf.int32)
+    idx = indices if isinstance(indices, np.ndarray) else tf.convert_to_tensor(indices)
+    if tf.as_dtype(idx.dtype) not in (tf.int32, tf.int64):
+        idx = idx.astype(np.int32) if isinstance(idx, np.ndarray) else tf.cast(idx, tf.int32)
     smap = [int(d) for d in dn.start_index_map]
     collapsed = {int(d) for d in dn.collapsed_slice_dims}
     obatch = [int(d) for d in dn.operand_batching_dims]
@@ -67,6 +72,7 @@ def _gather(ctx: Ctx, operand: Value, indices: Value, dimension_numbers: Any, sl
     x = tf.convert_to_tensor(operand)
     out_shape = ctx.out_aval.shape
     if obatch:  # batching dims become explicit index columns (as XLA expands them)
+        idx = tf.convert_to_tensor(idx)
         idx_shape = tf.shape(idx)[:-1]
         cols = []
         for bd in ibatch:
@@ -107,8 +113,8 @@ def _gather(ctx: Ctx, operand: Value, indices: Value, dimension_numbers: Any, sl
         g = tf.slice(x, tf.stack(begin), ctx.shape(slice_sizes))
         g = reshape_to(ctx, g, out_shape)
     else:
-        g = _gather_grid(ctx, x, idx, smap, slice_sizes, collapsed, [int(o) for o in dn.offset_dims], batch_shape)
-    if mode == GatherScatterMode.FILL_OR_DROP:
+        g = _gather_grid(ctx, x, tf.convert_to_tensor(idx), smap, slice_sizes, collapsed, [int(o) for o in dn.offset_dims], batch_shape)
+    if mode == GatherScatterMode.FILL_OR_DROP and not (isinstance(valid, np.ndarray) and valid.all()):
         out_rank = len(out_shape)
         batch_pos = [p for p in range(out_rank) if p not in {int(o) for o in dn.offset_dims}]
         mask = valid

@@ -26,7 +26,7 @@ def reshape_to(ctx: Ctx, x: Value, dims: Sequence[Any]) -> Value:
         return x
     if op_type(x) == "Reshape":
         x = x.op.inputs[0]
-    out = tf.reshape(x, ctx.shape(dims))
+    out = tf.reshape(x, ctx.reshape_shape(dims))
     out.set_shape(static_shape(dims))
     return out
 
@@ -67,12 +67,12 @@ def _broadcast_in_dim(ctx: Ctx, x: Value, *dyn: Value, shape: Sequence[Any], bro
     return y
 
 
-@register("reshape", forms="dimensions=None; static and symbolic new_sizes", kind="full")
+@register("reshape", forms="static and symbolic new_sizes; dimensions (a transpose first)", kind="full")
 def _reshape(ctx: Ctx, x: Value, *dyn: Value, new_sizes: Sequence[Any], dimensions: Any, **_: Any) -> Value:
-    if dimensions is not None:
-        ctx.refuse("dimensions", dimensions)
     if dyn:
         ctx.refuse("dynamic shape operands", len(dyn))
+    if dimensions is not None and list(dimensions) != list(range(len(dimensions))):
+        x = tf.transpose(x, [int(d) for d in dimensions])
     return reshape_to(ctx, x, ctx.out_aval.shape)
 
 

@@ -71,7 +71,7 @@ def _convs() -> keras.Model:
     y = keras.layers.SeparableConv2D(6, 3, padding="same", activation="relu")(y)
     y = keras.layers.DepthwiseConv2D(3, strides=2, depth_multiplier=2)(y)
     y = keras.layers.Conv2D(4, 3, groups=2, dilation_rate=2)(y)
-    y = keras.layers.AveragePooling2D(padding="same")(y)
+    y = keras.layers.AveragePooling2D(2, padding="same")(y)
     return keras.Model(x, keras.layers.GlobalAveragePooling2D()(y))
 
 
