@@ -131,15 +131,6 @@ def export_tfjs(
     return out_dir
 
 
-def signature_ops(saved_model_dir: Path, signature: str = "serving_default") -> frozenset[str]:
-    """Op types reachable from `signature`'s outputs, nested functions included.
-
-    Reads `saved_model.pb` only (no variables, no tracing). Raises `TargetError` when the
-    directory is not a SavedModel or lacks the signature.
-    """
-    return _reachable_ops(_meta_graph(Path(saved_model_dir), signature), signature)
-
-
 def _meta_graph(saved_model_dir: Path, signature: str) -> Any:
     """The `serve` MetaGraphDef of a SavedModel that has `signature`."""
     from tensorflow.core.protobuf import saved_model_pb2
@@ -165,6 +156,7 @@ def _node_name(tensor: str) -> str:
 
 
 def _reachable_ops(meta_graph: Any, signature: str) -> frozenset[str]:
+    """Op types reachable from the signature's outputs, called functions included."""
     graph = meta_graph.graph_def
     functions = {f.signature.name: f for f in graph.library.function}
     nodes = {n.name: n for n in graph.node}
