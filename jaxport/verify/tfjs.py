@@ -148,7 +148,8 @@ class TfjsRunner:
             action = "load" if reply["stage"] == "load" else "run"
             raise TargetError(
                 f"TF.js could not {action} the model: {reply['error']}",
-                "the model uses something the TF.js runtime (tfjs 4.22, cpu backend) does not support",
+                "when the message names an op or kernel, the model uses something TF.js 4.22 "
+                "(cpu backend) lacks",
                 stage="verify",
             )
         outputs = {name: _decode(spec) for name, spec in reply["outputs"].items()}
@@ -183,10 +184,13 @@ class TfjsRunner:
             raise TargetError(
                 f"the TF.js runner (Node) exited: {self._stderr_tail()}", INSTALL_HINT, stage="verify"
             )
-        reply = json.loads(line)
-        if reply.get("id") != request["id"]:
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            reply = {}
+        if not isinstance(reply, dict) or reply.get("id") != request["id"]:
             self._stop()
-            raise TargetError(f"the TF.js runner answered out of turn: {line[:200]}", stage="verify")
+            raise TargetError(f"the TF.js runner broke protocol, it wrote: {line[:200]!r}", stage="verify")
         return reply
 
     # -- process management (callers hold the lock) ------------------------------------------
