@@ -121,9 +121,10 @@ async function run(request) {
     return { ok: false, stage: "load", error: `${dir}/model.json has no signature outputs` };
   }
   const inputs = {};
+  let outs = [];
   try {
     for (const [name, spec] of Object.entries(request.inputs ?? {})) inputs[name] = decode(name, spec);
-    let outs = await execute(model, inputs, outputNames);
+    outs = await execute(model, inputs, outputNames);
     let timing = null;
     if (request.bench) {
       const { warmup = 1, runs = 10 } = request.bench;
@@ -144,12 +145,11 @@ async function run(request) {
     for (const [i, name] of outputNames.entries()) {
       outputs[name] = { ...(await encode(outs[i])), signature_dtype: signatureOutputs[name].dtype };
     }
-    tf.dispose(outs);
     return { ok: true, outputs, timing };
   } catch (err) {
     return { ok: false, stage: "run", error: err.message };
   } finally {
-    tf.dispose(Object.values(inputs));
+    tf.dispose([...Object.values(inputs), ...outs]);
   }
 }
 
