@@ -47,6 +47,9 @@ def _trusted_default() -> bool:
     return os.environ.get("JAXPORT_ALLOW_TRUSTED_CODE", "1").strip() not in ("0", "false", "no")
 
 
+_TOLERANCES = ("atol", "rtol", "quantized_atol", "quantized_rtol")
+
+
 def _add_convert(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="convert an archive (or a JAX function) and verify it")
     p.add_argument("archive", nargs="?", type=Path, help=".keras, .zip or .tar.gz")
@@ -55,8 +58,9 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
                    help=f"comma-separated subset of {','.join(ALL_TARGETS)}")
     p.add_argument("--quantize", choices=TFLITE_QUANTIZATIONS, help="TFLite quantization")
     p.add_argument("--tfjs-quantize", choices=TFJS_QUANTIZATIONS, help="TF.js weight quantization")
-    p.add_argument("--atol", type=float, default=1e-4)
-    p.add_argument("--rtol", type=float, default=1e-3)
+    for name in _TOLERANCES:
+        p.add_argument("--" + name.replace("_", "-"), type=float,
+                       help=f"parity tolerance (default {getattr(ConvertOptions(), name)})")
     p.add_argument("--safe", action="store_true",
                    help="refuse user Python code (Lambda layers); trusted mode is the CLI default")
     p.add_argument("--function", help="a JAX function as path/to/module.py:name (fn(params, *inputs))")
@@ -67,10 +71,11 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    tolerances = {n: getattr(args, n) for n in _TOLERANCES if getattr(args, n) is not None}
     options = ConvertOptions(
         targets=[t.strip() for t in args.targets.split(",") if t.strip()],
-        quantize=args.quantize, tfjs_quantize=args.tfjs_quantize, atol=args.atol,
-        rtol=args.rtol, trusted=_trusted_default() and not args.safe)
+        quantize=args.quantize, tfjs_quantize=args.tfjs_quantize,
+        trusted=_trusted_default() and not args.safe, **tolerances)
     progress = Progress()
     if args.function:
         report = _convert_function(args, options, progress)

@@ -269,9 +269,13 @@ def _build_tflite(build: _Build) -> tuple[Path, dict]:
     try:
         path = convert(build.lowered_savedmodel())
         extra["source"] = "lowered"
-    except (LoweringError, TargetError) as exc:
-        path = convert(build.orbax_savedmodel())
-        extra.update(source="orbax", source_reason=str(exc))
+    except (LoweringError, TargetError) as lowered_exc:
+        reason = f"lowered graph: {lowered_exc}"
+        try:
+            path = convert(build.orbax_savedmodel())
+        except TargetError as exc:
+            raise TargetError(f"{exc}; before that, {reason}", exc.hint, stage="tflite") from None
+        extra.update(source="orbax", source_reason=reason)
     return path, extra
 
 

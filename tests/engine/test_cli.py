@@ -1,0 +1,66 @@
+"""The CLI and the library entry point, in-process (TensorFlow is imported once per session)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxport
+from jaxport.cli import main
+from tests import zoo
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_seed_prod_function_via_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code = main(["convert", "--function", str(ROOT / "examples/prod.py") + ":prod",
+                 "--params", str(ROOT / "examples/prod_params.npz"), "--input", "xs=f32[b,2]",
+                 "-o", str(tmp_path), "--targets", "savedmodel,tflite"])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert "savedmodel  ok" in out and "tflite      ok" in out
+    assert "tflite: building tflite" in err  # progress on stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["functions"]["serving_default"]["outputs"]["output_0"]["shape"] == ["b"]
+
+
+def test_library_export_with_pytree_params(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    params = {"enc": [rng.standard_normal((3, 5)).astype("f4")], "bias": np.float32(0.5)}
+
+    def fn(p, xs, mask):
+        h = jnp.tanh(xs @ p["enc"][0] + p["bias"])
+        return {"h": h, "masked_sum": jnp.sum(h * mask[..., None], axis=1)}
+
+    report = jaxport.export(fn, params, inputs={"xs": "f32[b,s,3]", "mask": "f32[b,s]"},
+                            targets=["savedmodel", "tflite"], out_dir=tmp_path)
+    for target in ("savedmodel", "tflite"):
+        assert report["targets"][target]["status"] == "ok", report["targets"][target]["error"]
+    assert report["functions"]["serving_default"]["outputs"]["h"]["shape"] == ["b", "s", 5]
+
+
+def test_failed_target_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """int8 cannot match JAX exactly: with zero tolerance the target fails at verify, exit 1."""
+    model = zoo.save(zoo.dense_head(), tmp_path / "head.keras")
+    code = main(["convert", str(model), "-o", str(tmp_path / "out"), "--targets",
+                 "savedmodel,tflite", "--quantize", "int8", "--quantized-atol", "0",
+                 "--quantized-rtol", "0"])
+    out, _ = capsys.readouterr()
+    assert code == 1, out
+    assert "savedmodel  ok" in out
+    assert "tflite      FAILED  [verify] parity failed" in out
+
+
+def test_missing_file_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["convert", str(tmp_path / "nope.keras"), "-o", str(tmp_path)]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_safe_mode_flag_refuses_function(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code = main(["convert", "--safe", "--function", "examples/prod.py:prod", "--input",
+                 "xs=f32[b,2]", "-o", str(tmp_path)])
+    assert code == 2 and "trusted mode is off" in capsys.readouterr().err
