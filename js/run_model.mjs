@@ -5,7 +5,7 @@
 // Nothing else is ever written to stdout (console output goes to stderr).
 //
 //   {"id": 1, "op": "ping"}
-//     -> {"id": 1, "ok": true, "tfjs": "4.22.0", "backend": "cpu"}
+//     -> {"id": 1, "ok": true, "tfjs": "4.22.0", "backend": "cpu", "tensors": 12, "bytes": 3360}
 //   {"id": 2, "op": "run", "model": "/abs/dir",            // holds model.json + weight shards
 //    "inputs": {"x": {"dtype": "float32", "shape": [3, 4], "data": "<base64, little-endian>"}},
 //    "bench": {"warmup": 2, "runs": 10}}                   // optional: time N runs after warm-up
@@ -161,7 +161,10 @@ async function handle(line) {
     return { id: null, ok: false, stage: "request", error: `bad JSON request: ${err.message}` };
   }
   const { id = null, op } = request;
-  if (op === "ping") return { id, ok: true, tfjs: tf.version.tfjs, backend: tf.getBackend() };
+  if (op === "ping") {
+    const { numTensors, numBytes } = tf.memory();
+    return { id, ok: true, tfjs: tf.version.tfjs, backend: tf.getBackend(), tensors: numTensors, bytes: numBytes };
+  }
   if (op === "run") return { id, ...(await run(request)) };
   return { id, ok: false, stage: "request", error: `unknown op ${JSON.stringify(op)}` };
 }

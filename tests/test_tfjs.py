@@ -190,6 +190,9 @@ def test_shards_and_timing(runner: TfjsRunner, tmp_path: Path) -> None:
     outputs, timing = runner.benchmark(model_dir, inputs, warmup=1, runs=3)
     np.testing.assert_allclose(outputs["y"], _reference(saved_model, inputs)["y"], atol=1e-5, rtol=1e-5)
     assert timing.runs == 3 and 0 < timing.min_ms <= timing.median_ms <= timing.max_ms
+    held = runner.ping()["tensors"]  # the weights of the loaded models
+    runner.run(model_dir, inputs)
+    assert runner.ping()["tensors"] == held  # runs leak no tensors
 
 
 @pytest.mark.parametrize("quantization, bytes_per_weight, tol", [("float16", 2, 1e-2), ("uint16", 2, 1e-3), ("uint8", 1, 5e-2)])
