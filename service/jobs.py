@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from jaxport.archive import inspect_archive
+from jaxport.errors import ArchiveError, JaxportError
 from jaxport.jobs import (ARTIFACT_NAMES, CANCELED, SUCCEEDED, TERMINAL, JobNotFound, JobRecord,
                           JobStore, artifact_key, events_channel, new_job_id, new_record,
                           public_view)
@@ -27,6 +29,7 @@ from service.errors import NotFound
 from service.uploads import Upload, UploadError, receive_upload
 from workers.app import enqueue
 
+log = logging.getLogger("jaxport.service")
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 Tenant = Annotated[str, Depends(tenant_for)]
 SSE_KEEPALIVE_S = 15.0
@@ -62,6 +65,8 @@ def _parse_options(fields: dict[str, str], trusted: bool) -> ConvertOptions:
         data = json.loads(raw) if raw else None
     except json.JSONDecodeError as exc:
         raise OptionsError(f"options is not valid JSON: {exc.msg} at {exc.pos}") from None
+    except RecursionError:
+        raise OptionsError("options JSON is nested too deeply") from None
     return ConvertOptions.from_json(data, trusted=trusted)
 
 
@@ -77,7 +82,7 @@ async def submit_job(request: Request, tenant: Tenant,
                      idempotency_key: Annotated[str | None, Header()] = None) -> Response:
     """Answers 202 with the job; a replayed `Idempotency-Key` answers the job it created, and the
     same bytes with the same options answer at once from a finished job's artifacts."""
-    settings, store, storage = request.app.state.settings, _store(request), _storage(request)
+    settings, store = request.app.state.settings, _store(request)
     if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
         raise UploadError(f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} characters")
     if idempotency_key:
@@ -90,7 +95,7 @@ async def submit_job(request: Request, tenant: Tenant,
         upload = await receive_upload(request, tmp, settings.max_upload_bytes)
         metrics.UPLOAD_BYTES.inc(upload.size)
         options = _parse_options(upload.fields, settings.allow_trusted_code).to_json()
-        await run_in_threadpool(inspect_archive, upload.path)
+        await run_in_threadpool(_inspect, upload.path)
         if idempotency_key:
             owner = await run_in_threadpool(store.claim_idempotency_key, tenant, idempotency_key, job_id)
             if owner != job_id:
@@ -123,6 +128,19 @@ async def _create_job(request: Request, job_id: str, tenant: str, upload: Upload
         await run_in_threadpool(enqueue, job_id)
         metrics.JOBS_SUBMITTED.labels("queued").inc()
     return _job_response(record, 202)
+
+
+def _inspect(path: Path) -> None:
+    """The engine's cheap checks. A hostile archive can make a library raise what the engine
+    did not foresee; the client still gets a 4xx (and the log the traceback to fix it)."""
+    try:
+        inspect_archive(path)
+    except JaxportError:
+        raise
+    except Exception as exc:
+        log.exception("inspect_archive raised %s on an upload", type(exc).__name__)
+        raise ArchiveError(f"the archive could not be read: {type(exc).__name__}: {exc}"[:300],
+                           "re-create the archive with standard zip or tar.gz tools") from None
 
 
 async def _replay(request: Request, job_id: str, tenant: str) -> Response:

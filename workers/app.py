@@ -49,11 +49,12 @@ def enqueue(job_id: str) -> None:
 
 @worker_process_init.connect
 def _warm_imports(**_: object) -> None:
-    """Import TensorFlow, JAX, Keras and the engine once per pool process, before any job;
-    conversions fork from this warm process (workers.isolation) and start at once."""
+    """Import TensorFlow, JAX, Keras, keras_hub and the engine once per pool process, before
+    any job; conversions fork from this warm process (workers.isolation) and start at once."""
     import ai_edge_litert.interpreter  # noqa: F401
     import jax  # noqa: F401
     import keras  # noqa: F401
+    import keras_hub  # noqa: F401  (registers its layers; ~5-10 s if left to each job)
     import orbax.export  # noqa: F401
     import tensorflow  # noqa: F401
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,20 +70,45 @@ def _run_leased(job_id: str, store: JobStore, storage: Storage, settings: Settin
         except JaxportError as exc:
             _fail(job_id, store, storage, exc.to_dict())
             return
-        files = build_artifacts(work / "out", work)
-        artifacts = []
-        for name, path in files.items():
-            artifacts.append({"name": name, "bytes": storage.put_file(artifact_key(job_id, name), path)})
-        (work / COMPLETE_MARKER).write_text(json.dumps({"report": report, "artifacts": artifacts}))
-        storage.put_file(marker, work / COMPLETE_MARKER)
+        with lease_kept(store, job_id, token):
+            files = build_artifacts(work / "out", work)
+            artifacts = [{"name": name, "bytes": storage.put_file(artifact_key(job_id, name), path)}
+                         for name, path in files.items()]
+            (work / COMPLETE_MARKER).write_text(json.dumps({"report": report, "artifacts": artifacts}))
+            storage.put_file(marker, work / COMPLETE_MARKER)
         _finish(job_id, store, storage, report, artifacts)
+
+
+@contextmanager
+def lease_kept(store: JobStore, job_id: str, token: str) -> Iterator[None]:
+    """Renew the job's lease from a thread while the body runs (a long download or upload).
+
+    Not used around the conversion itself: that forks, and a fork is kept thread-free; the
+    supervising loop renews the lease there."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(1.0):
+            try:
+                store.renew_lease(job_id, token, LEASE_TTL_S)
+            except Exception as exc:  # Redis away: the next round tries again
+                log.warning("job %s: lease renewal failed: %s", job_id, exc)
+
+    thread = threading.Thread(target=renew, name=f"lease-{job_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _convert(record: JobRecord, work: Path, store: JobStore, storage: Storage, settings: Settings,
              token: str) -> dict:
     job_id = record["id"]
     archive = work / record["upload"]["key"].rsplit("/", 1)[-1]
-    storage.get_file(record["upload"]["key"], archive)
+    with lease_kept(store, job_id, token):
+        storage.get_file(record["upload"]["key"], archive)
     options = dict(record["options"])
     trusted = bool(options.pop("trusted", False))
     limits = Limits(timeout_s=min(record["limits"]["timeout_s"], settings.job_timeout_s),

@@ -46,7 +46,7 @@ class Proc:
     popen: subprocess.Popen
     log: Path
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 5) -> None:
         if self.popen.poll() is None:
             try:
                 os.killpg(self.popen.pid, sig)
