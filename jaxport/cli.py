@@ -22,8 +22,8 @@ from jaxport.options import ALL_TARGETS, TFJS_QUANTIZATIONS, TFLITE_QUANTIZATION
 class Progress:
     """Progress on stderr: a redrawn bar on a terminal, one line per stage change otherwise."""
 
-    def __init__(self, stream: Any = sys.stderr) -> None:
-        self.stream = stream
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
         self.tty = stream.isatty()
         self.start = time.monotonic()
         self.last = ""
@@ -135,7 +135,10 @@ def _summarize(report: dict, out: Path) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jaxport", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="jaxport",
+        description="Convert Keras 3 on JAX models and JAX functions into verified SavedModel, "
+                    "TFLite and TF.js artifacts, locally or as a service.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_convert(sub)
     if importlib.util.find_spec("service") and importlib.util.find_spec("service.commands"):

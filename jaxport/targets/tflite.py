@@ -12,6 +12,7 @@ refuses a primitive) — the pipeline picks and records which.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Iterable
 
@@ -55,6 +56,7 @@ def _summary(exc: BaseException) -> str:
     """The converter's first `error:` message, without MLIR locations and file paths."""
     for line in str(exc).splitlines():
         if "error:" in line:
-            return line.split("error:", 1)[1].strip()[:400]
+            message = line.rsplit("error:", 1)[1].strip()
+            return re.sub(r"^loc\(.*\):\s+", "", message)[:400]
     text = str(exc).strip()
     return (text.splitlines()[0] if text else type(exc).__name__)[:400]

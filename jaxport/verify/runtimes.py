@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxport.errors import TargetError
+
 
 class SavedModelRunner:
     """`tf.saved_model.load` once, then call signatures by name."""
@@ -21,7 +23,11 @@ class SavedModelRunner:
 
     def run(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         fn = self._loaded.signatures[signature]
-        out = fn(**{k: self._tf.constant(v) for k, v in inputs.items()})
+        try:
+            out = fn(**{k: self._tf.constant(v) for k, v in inputs.items()})
+        except (self._tf.errors.OpError, ValueError, TypeError) as exc:
+            raise TargetError(f"TensorFlow failed to run signature {signature!r}: "
+                              f"{_first_line(exc)}", stage="verify") from None
         return {k: v.numpy() for k, v in out.items()}
 
 
@@ -38,4 +44,15 @@ class TfliteRunner:
 
     def run(self, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         runner = self._interpreter.get_signature_runner(signature)
-        return {k: np.array(v) for k, v in runner(**inputs).items()}
+        try:
+            return {k: np.array(v) for k, v in runner(**inputs).items()}
+        except (RuntimeError, ValueError) as exc:
+            raise TargetError(
+                f"LiteRT failed to run signature {signature!r}: {_first_line(exc)}",
+                "the converted model does not run in LiteRT; try another --quantize option",
+                stage="verify") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:400] if text else type(exc).__name__

@@ -45,7 +45,7 @@ def test_library_export_with_pytree_params(tmp_path: Path) -> None:
 
 def test_failed_target_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """int8 cannot match JAX exactly: with zero tolerance the target fails at verify, exit 1."""
-    model = zoo.save(zoo.dense_head(), tmp_path / "head.keras")
+    model = zoo.save(zoo.small_cnn(), tmp_path / "cnn.keras")
     code = main(["convert", str(model), "-o", str(tmp_path / "out"), "--targets",
                  "savedmodel,tflite", "--quantize", "int8", "--quantized-atol", "0",
                  "--quantized-rtol", "0"])
