@@ -24,7 +24,7 @@ class Progress:
 
     def __init__(self, stream: Any = None) -> None:
         self.stream = stream or sys.stderr
-        self.tty = stream.isatty()
+        self.tty = self.stream.isatty()
         self.start = time.monotonic()
         self.last = ""
 
