@@ -193,7 +193,11 @@ async def _event_stream(request: Request, job_id: str) -> AsyncIterator[str]:
         while view["status"] not in TERMINAL:
             message = await pubsub.get_message(ignore_subscribe_messages=True,
                                                timeout=SSE_KEEPALIVE_S)
-            if message is None:
+            if message is None:  # quiet for a while: still there?
+                try:
+                    await run_in_threadpool(_store(request).get, job_id)
+                except JobNotFound:
+                    return
                 yield ": keepalive\n\n"
                 continue
             view = json.loads(message["data"])

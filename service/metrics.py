@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUESTS = Counter("jaxport_http_requests_total", "HTTP requests answered",
@@ -14,6 +14,8 @@ LATENCY = Histogram("jaxport_http_request_seconds", "Time to the response header
 JOBS_SUBMITTED = Counter("jaxport_jobs_submitted_total",
                          "Accepted submissions by outcome (queued, cached, replayed)", ["outcome"])
 UPLOAD_BYTES = Counter("jaxport_upload_bytes_total", "Bytes of accepted uploads")
+ACTIVE_JOBS = Gauge("jaxport_jobs_active", "Jobs queued or running (all tenants), at scrape time")
+LIVE_WORKERS = Gauge("jaxport_workers_live", "Workers with a live heartbeat, at scrape time")
 
 
 class MetricsMiddleware:

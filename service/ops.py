@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
+from service import metrics as metrics_module
 from service.errors import error_response
 
+log = logging.getLogger("jaxport.service")
 router = APIRouter(tags=["operations"])
 
 
@@ -35,5 +39,11 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics")
-async def metrics() -> Response:
+async def metrics(request: Request) -> Response:
+    store = request.app.state.store
+    try:
+        metrics_module.ACTIVE_JOBS.set(len(await run_in_threadpool(store.active_ids)))
+        metrics_module.LIVE_WORKERS.set(len(await run_in_threadpool(store.live_workers)))
+    except Exception:  # Redis away: the request counters are still worth scraping
+        log.warning("metrics: Redis unreachable; job gauges not refreshed")
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -29,6 +29,7 @@ def test_operations_endpoints(api_url):
             "/v1/jobs/{job_id}/artifacts/{name}"} <= set(spec["paths"])
     metrics = httpx.get(f"{api_url}/metrics").text
     assert 'jaxport_http_requests_total{method="GET",route="/healthz",status="200"}' in metrics
+    assert "jaxport_jobs_active " in metrics and "jaxport_workers_live " in metrics
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"},
