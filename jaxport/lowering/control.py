@@ -26,7 +26,7 @@ UNROLL_LIMIT = 128
 R = "raw"
 
 
-@register("jit", "pjit", forms="inlined", kind=R)
+@register("jit", forms="inlined", kind=R)
 def _jit(ctx: Ctx, *args: Value, jaxpr: jcore.ClosedJaxpr, **_: Any) -> list[Value]:
     return ctx.call(jaxpr, args)
 

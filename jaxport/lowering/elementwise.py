@@ -13,6 +13,7 @@ from jaxport.lowering.context import Ctx, Value, op_type
 from jaxport.lowering.registry import register
 
 E = "elementwise"
+_BITWISE = "bool (logical) and integer (bitwise; the TF.js converter has no bitwise ops)"
 
 
 def _dtype(x: Value) -> tf.DType:
@@ -122,7 +123,7 @@ def _round(ctx: Ctx, x: Value, rounding_method: object = 0, **_: object) -> Valu
     ctx.refuse("rounding_method", rounding_method)
 
 
-@register("not", forms="bool (logical) and integer (bitwise) operands", kind=E)
+@register("not", forms=_BITWISE, kind=E)
 def _not(ctx: Ctx, x: Value, **_: object) -> Value:
     return tf.logical_not(x) if _is_bool(x) else tf.bitwise.invert(x)
 
@@ -146,16 +147,27 @@ def _mul(ctx: Ctx, x: Value, y: Value, out_dtype: object = None, **_: object) ->
     return tf.multiply(x, y)
 
 
-@register("div", forms="floats; integers rounding toward zero as in JAX", kind=E)
+@register("div", forms="floats; integers rounding toward zero as in JAX (FloorDiv + fix-up: TF.js has no TruncateDiv)", kind=E)
 def _div(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
-    if _is_int(x):
-        return tf.truncatediv(x, y)
-    return tf.divide(x, y)
+    if not _is_int(x):
+        return tf.divide(x, y)
+    q = tf.math.floordiv(x, y)
+    if _dtype(x).is_unsigned:
+        return q
+    zero = tf.zeros([], _dtype(x))
+    inexact = tf.not_equal(x - q * y, zero)
+    differ = tf.not_equal(tf.less(x, zero), tf.less(y, zero))
+    return tf.where(tf.logical_and(inexact, differ), q + 1, q)
 
 
-@register("rem", forms="floats and integers, sign of the dividend (C fmod) as in JAX", kind=E)
+@register("rem", forms="floats and integers, sign of the dividend (C fmod) as in JAX (FloorMod + fix-up: TF.js has no TruncateMod)", kind=E)
 def _rem(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
-    return tf.truncatemod(x, y)
+    r = tf.math.floormod(x, y)
+    if _dtype(x).is_unsigned:
+        return r
+    zero = tf.zeros([], _dtype(x))
+    wrong_sign = tf.logical_and(tf.not_equal(r, zero), tf.not_equal(tf.less(r, zero), tf.less(x, zero)))
+    return tf.where(wrong_sign, r - y, r)
 
 
 @register("pow", forms="float base and float exponent", kind=E)
@@ -230,7 +242,7 @@ def _atan2(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
     return tf.atan2(x, y)
 
 
-@register("nextafter", forms="float operands", kind=E)
+@register("nextafter", forms="float operands (NextAfter: not in TF.js)", kind=E)
 def _nextafter(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
     return tf.math.nextafter(x, y)
 
@@ -242,9 +254,9 @@ def _logical(logical, bitwise):
     return rule
 
 
-register("and", forms="bool (logical) and integer (bitwise)", kind=E)(_logical(tf.logical_and, tf.bitwise.bitwise_and))
-register("or", forms="bool (logical) and integer (bitwise)", kind=E)(_logical(tf.logical_or, tf.bitwise.bitwise_or))
-register("xor", forms="bool (logical) and integer (bitwise)", kind=E)(_logical(tf.math.logical_xor, tf.bitwise.bitwise_xor))
+register("and", forms=_BITWISE, kind=E)(_logical(tf.logical_and, tf.bitwise.bitwise_and))
+register("or", forms=_BITWISE, kind=E)(_logical(tf.logical_or, tf.bitwise.bitwise_or))
+register("xor", forms=_BITWISE, kind=E)(_logical(tf.math.logical_xor, tf.bitwise.bitwise_xor))
 
 
 def _compare(tf_fn):
@@ -258,12 +270,12 @@ for _name, _fn in {"eq": tf.equal, "ne": tf.not_equal, "lt": tf.less, "le": tf.l
     register(_name, forms="all dtypes", kind=E)(_compare(_fn))
 
 
-@register("shift_left", forms="integer operands", kind=E)
+@register("shift_left", forms="integer operands (not in TF.js)", kind=E)
 def _shift_left(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
     return tf.bitwise.left_shift(x, y)
 
 
-@register("shift_right_arithmetic", forms="signed integer operands", kind=E)
+@register("shift_right_arithmetic", forms="signed integer operands (not in TF.js)", kind=E)
 def _shift_right_arithmetic(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
     return tf.bitwise.right_shift(x, y)
 
@@ -271,7 +283,7 @@ def _shift_right_arithmetic(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
 _UNSIGNED = {tf.int8: tf.uint8, tf.int16: tf.uint16, tf.int32: tf.uint32, tf.int64: tf.uint64}
 
 
-@register("shift_right_logical", forms="integer operands", kind=E)
+@register("shift_right_logical", forms="integer operands (not in TF.js)", kind=E)
 def _shift_right_logical(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
     dt = _dtype(x)
     if dt in _UNSIGNED:

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 from jax.lax import GatherScatterMode
 
-from jaxport.lowering.context import Ctx, Value, shape_of
+from jaxport.lowering.context import Ctx, Value
 from jaxport.lowering.registry import register
 from jaxport.lowering.shapes import reshape_to
 
@@ -244,7 +244,7 @@ def _restore(x: tf.Tensor, front: list[int]) -> tf.Tensor:
     return tf.transpose(x, [int(i) for i in np.argsort(front)])
 
 
-@register("scatter-add", "scatter_add", forms="indexed dims all inserted, full windows on the rest, no batching dims (Add of ScatterNd); modes as gather")
+@register("scatter-add", forms="indexed dims all inserted, full windows on the rest, no batching dims (Add of ScatterNd); modes as gather")
 def _scatter_add(ctx: Ctx, operand: Value, indices: Value, updates: Value, dimension_numbers: Any, mode: Any, update_jaxpr: Any = None, update_consts: Any = (), **_: Any) -> Value:
     x, idx, u, keep, front = _scatter_prepare(ctx, operand, indices, updates, dimension_numbers, mode)
     if keep is not None:

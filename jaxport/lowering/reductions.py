@@ -57,9 +57,11 @@ def _cumprod(ctx: Ctx, x: Value, axis: int, reverse: bool) -> Value:
     return tf.math.cumprod(x, axis=int(axis), reverse=bool(reverse))
 
 
-@register("cumlogsumexp", forms="any axis, reverse; float")
+@register("cumlogsumexp", forms="any axis, reverse; float (as log(cumsum(exp(x - max))) + max: TF.js has no CumulativeLogsumexp)")
 def _cumlogsumexp(ctx: Ctx, x: Value, axis: int, reverse: bool) -> Value:
-    return tf.math.cumulative_logsumexp(x, axis=int(axis), reverse=bool(reverse))
+    m = tf.stop_gradient(tf.reduce_max(x, axis=int(axis), keepdims=True))
+    m = tf.where(tf.math.is_finite(m), m, tf.zeros_like(m))
+    return tf.math.log(tf.math.cumsum(tf.exp(x - m), axis=int(axis), reverse=bool(reverse))) + m
 
 
 def _prefix_scan(ctx: Ctx, x: Value, axis: int, reverse: bool, op, identity: Any) -> Value:
