@@ -2,11 +2,15 @@
 lowered artifact in a runtime and compare with JAX.
 
 A runtime is a function `run(lowered, function_name, inputs) -> outputs` registered in
-`RUNTIMES`; tests parametrize over its keys so another runtime (TF.js) plugs in by adding one.
+`RUNTIMES`; tests parametrize over its keys so another runtime plugs in by adding one. TF.js
+(`run_tfjs`) is opt-in with JAXPORT_LOWERING_TFJS=1: each case is converted and run under Node.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,7 +31,23 @@ def run_tf(lowered: LoweredProgram, name: str, inputs: dict[str, np.ndarray]) ->
     return {k: v.numpy() for k, v in out.items()}
 
 
+def run_tfjs(lowered: LoweredProgram, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Save, convert with the TF.js target and run the graph model under Node."""
+    from jaxport.targets.tfjs import export_tfjs
+    from jaxport.verify.tfjs import shared_runner
+
+    work = Path(tempfile.mkdtemp(prefix="lowering-tfjs-"))
+    try:
+        lowered.save(work / "savedmodel")
+        export_tfjs(work / "savedmodel", work / "tfjs", signature=name)
+        return shared_runner().run(work / "tfjs", inputs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 RUNTIMES: dict[str, Runner] = {"tf": run_tf}
+if os.environ.get("JAXPORT_LOWERING_TFJS") == "1":  # opt-in: Node + js/ installed; slow
+    RUNTIMES["tfjs"] = run_tfjs
 
 
 def program(fn: Callable[..., Any], inputs: dict[str, str], params: Any = None, name: str = "serving_default") -> Program:
