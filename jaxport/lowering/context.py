@@ -54,11 +54,17 @@ def short_params(params: dict[str, Any], limit: int = 160) -> str:
     return out[:limit] + "…" if len(out) > limit else out
 
 
+def _scope(eqn: jcore.JaxprEqn) -> str:
+    """` (inside <name stack>)` when the eqn was traced under named scopes, e.g. Keras layers."""
+    stack = str(eqn.source_info.name_stack)
+    return f" (inside {stack})" if stack else ""
+
+
 def no_rule_error(eqn: jcore.JaxprEqn) -> LoweringError:
     name = eqn.primitive.name
     return LoweringError(
         f"primitive {name} ({short_params(eqn.params)}) at {location(eqn)} has no lowering",
-        "the TF.js target and the plain-TF TFLite path need every primitive lowered to TF ops; "
+        f"the TF.js target and the plain-TF TFLite path need every primitive lowered to TF ops{_scope(eqn)}; "
         "rewrite that code with supported jnp/lax operations (see docs/lowering.md), or build "
         "only the savedmodel/tflite targets, which use the XLA path",
     )
@@ -295,6 +301,6 @@ class Ctx:
         raise LoweringError(
             f"primitive {eqn.primitive.name} ({param}={text}) at {location(eqn)} has no lowering"
             + (f": {why}" if why else ""),
-            hint or "this form of the primitive is not supported by the plain-TF lowering "
-            "(see docs/lowering.md for the supported forms)",
+            (hint or "this form of the primitive is not supported by the plain-TF lowering "
+             "(see docs/lowering.md for the supported forms)") + _scope(eqn),
         )
