@@ -94,7 +94,10 @@ MODELS = {
 }
 
 
-@pytest.fixture(scope="module", params=sorted(MODELS))
+SLOW = {"efficientnet_b0"}  # building it in Keras alone takes a minute or two on 2 busy cores
+
+
+@pytest.fixture(scope="module", params=[pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in sorted(MODELS)])
 def model_case(request: pytest.FixtureRequest) -> tuple[str, Program, float]:
     build, spec, atol = MODELS[request.param]
     keras.utils.set_random_seed(0)
