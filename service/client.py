@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-TERMINAL = ("succeeded", "partial", "failed", "canceled")
+from jaxport.jobs.record import TERMINAL
 
 
 class ClientError(Exception):

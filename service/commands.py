@@ -247,11 +247,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def _progress_printer():
     from jaxport.cli import Progress
+    from jaxport.jobs.record import TERMINAL
 
     progress = Progress(sys.stderr)
 
     def show(job: dict) -> None:
-        stage = "done" if job["status"] in ("succeeded", "partial", "failed", "canceled") else job["stage"]
+        stage = "done" if job["status"] in TERMINAL else job["stage"]
         progress(stage, float(job["progress"]), job["message"] or job["stage"])
 
     return show

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -23,9 +24,11 @@ class NotFound(JaxportError):
     http_status = 404
 
 
-class Conflict(JaxportError):
-    code = "conflict"
-    http_status = 409
+class ServiceUnavailable(JaxportError):
+    """Redis or the broker cannot be reached: the client may retry later."""
+
+    code = "service_unavailable"
+    http_status = 503
 
 
 def error_response(status: int, code: str, message: str, hint: str = "",
@@ -57,6 +60,13 @@ def install(app: FastAPI) -> None:
         codes = {404: "not_found", 405: "method_not_allowed"}
         return error_response(exc.status_code, codes.get(exc.status_code, "http_error"),
                               str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(redis.RedisError)
+    async def _redis(request: Request, exc: redis.RedisError) -> JSONResponse:
+        log.error("%s %s: Redis unavailable: %s", request.method, request.url.path, exc)
+        return error_response(503, ServiceUnavailable.code, "job store unavailable",
+                              "retry in a moment; the operator should check JAXPORT_REDIS_URL",
+                              {"Retry-After": "5"})
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:

@@ -25,7 +25,7 @@ from jaxport.storage import ObjectNotFound, Storage
 from service import metrics
 from service.auth import tenant_for
 from service.downloads import artifact_response
-from service.errors import NotFound
+from service.errors import NotFound, ServiceUnavailable
 from service.uploads import Upload, UploadError, receive_upload
 from workers.app import enqueue
 
@@ -125,7 +125,13 @@ async def _create_job(request: Request, job_id: str, tenant: str, upload: Upload
     else:
         await run_in_threadpool(storage.put_file, upload_info["key"], upload.path)
         await run_in_threadpool(store.create, record)
-        await run_in_threadpool(enqueue, job_id)
+        try:
+            await run_in_threadpool(enqueue, job_id)
+        except Exception as exc:
+            await run_in_threadpool(store.delete, record)
+            await run_in_threadpool(storage.delete_prefix, f"uploads/{job_id}/")
+            raise ServiceUnavailable(f"the job queue is unavailable: {exc}"[:300],
+                                     "retry in a moment") from exc
         metrics.JOBS_SUBMITTED.labels("queued").inc()
     return _job_response(record, 202)
 

@@ -140,3 +140,16 @@ def test_no_keys_means_local_tenant_without_auth(stack):
         assert c.get("/v1/jobs").status_code == 200
     log = next(p for p in stack.apis if p.name == "api-open").tail(200)
     assert "auth off" in log
+
+
+def test_redis_down_is_503_not_500(stack, tiny_keras):
+    from svc_stack import free_port
+
+    url = stack.start_api("api-no-redis", JAXPORT_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    with client_for(url, "acme") as c:
+        assert c.get("/healthz").status_code == 200
+        ready = c.get("/readyz")
+        assert ready.status_code == 503 and error_of(ready)["code"] == "not_ready"
+        for r in (c.get("/v1/jobs"), submit(c, tiny_keras, {"targets": ["tflite"]})):
+            assert r.status_code == 503 and error_of(r)["code"] == "service_unavailable"
+            assert r.headers["retry-after"] == "5"
