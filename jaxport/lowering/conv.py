@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from jaxport.lowering.context import Ctx, Value, is_static
 from jaxport.lowering.registry import register
+from jaxport.lowering.shapes import reshape_to
 
 
 def _same(n: int, k: int, s: int) -> tuple[int, int]:
@@ -97,7 +98,7 @@ def _conv(ctx: Ctx, lhs: Value, rhs: Value, window_strides: Sequence[int], paddi
     if groups == 1:
         y = _plain(x, w, strides, rdil, mode)
     elif c_in_per_group == 1 and len(strides) == 2:
-        w = tf.reshape(w, [k_shape[0], k_shape[1], groups, c_out // groups])
+        w = reshape_to(ctx, w, [k_shape[0], k_shape[1], groups, c_out // groups])
         y = tf.nn.depthwise_conv2d(x, w, [1, *strides, 1], mode, dilations=rdil)
     else:
         xs = tf.split(x, groups, axis=-1)

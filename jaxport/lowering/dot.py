@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import tensorflow as tf
 
-from jaxport.lowering.context import Ctx, Value, is_static
+from jaxport.lowering.context import Ctx, Value, is_full, is_static
 from jaxport.lowering.registry import register
 
 
@@ -69,6 +69,6 @@ def _dot_general(ctx: Ctx, lhs: Value, rhs: Value, dimension_numbers: Any, prefe
         a = tf.expand_dims(a, 0)
     y = tf.linalg.matmul(a, b, transpose_a=ta, transpose_b=tb)
     out_shape = ctx.out_aval.shape
-    if len(y.shape) != len(out_shape) or not is_static(out_shape) or list(y.shape) != [int(d) for d in out_shape]:
+    if not is_full(y, out_shape):
         y = tf.reshape(y, ctx.reshape_shape(out_shape))
     return y

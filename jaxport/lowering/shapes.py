@@ -26,6 +26,8 @@ def reshape_to(ctx: Ctx, x: Value, dims: Sequence[Any]) -> Value:
         return x
     if op_type(x) == "Reshape":
         x = x.op.inputs[0]
+        if is_static(dims) and shape_of(x) == tuple(int(d) for d in dims):
+            return x
     out = tf.reshape(x, ctx.reshape_shape(dims))
     out.set_shape(static_shape(dims))
     return out
@@ -67,13 +69,19 @@ def _broadcast_in_dim(ctx: Ctx, x: Value, *dyn: Value, shape: Sequence[Any], bro
     return y
 
 
-@register("reshape", forms="static and symbolic new_sizes; dimensions (a transpose first)", kind="full")
+@register("reshape", forms="static and symbolic new_sizes; dimensions (a transpose first); adding or removing leading 1-dims is free", kind="raw")
 def _reshape(ctx: Ctx, x: Value, *dyn: Value, new_sizes: Sequence[Any], dimensions: Any, **_: Any) -> Value:
     if dyn:
         ctx.refuse("dynamic shape operands", len(dyn))
-    if dimensions is not None and list(dimensions) != list(range(len(dimensions))):
+    transposed = dimensions is not None and list(dimensions) != list(range(len(dimensions)))
+    target = ctx.out_aval.shape
+    if not transposed and is_static(target) and None not in shape_of(x):
+        if _strip_leading_ones(list(shape_of(x))) == _strip_leading_ones([int(d) for d in target]):
+            return x  # e.g. a (C,) BatchNorm statistic reshaped to (1, 1, 1, C): already compact
+    x = ctx.full(x, ctx.in_avals[0])
+    if transposed:
         x = tf.transpose(x, [int(d) for d in dimensions])
-    return reshape_to(ctx, x, ctx.out_aval.shape)
+    return reshape_to(ctx, x, target)
 
 
 @register("squeeze", forms="any dimensions (as a reshape)")
