@@ -6,6 +6,7 @@ ENV PYTHONUNBUFFERED=1 \
     KERAS_BACKEND=jax \
     TF_CPP_MIN_LOG_LEVEL=2 \
     UV_LINK_MODE=copy \
+    UV_COMPILE_BYTECODE=1 \
     UV_PROJECT_ENVIRONMENT=/opt/venv \
     PATH=/opt/venv/bin:$PATH
 
