@@ -62,7 +62,6 @@ _UNARY = {
     "floor": tf.floor,
     "ceil": tf.math.ceil,
     "is_finite": tf.math.is_finite,
-    "erf": tf.math.erf,
     "lgamma": tf.math.lgamma,
     "digamma": tf.math.digamma,
     "square": tf.square,
@@ -85,9 +84,39 @@ def _cbrt(ctx: Ctx, x: Value, **_: object) -> Value:
     return tf.sign(x) * tf.pow(tf.abs(x), tf.constant(1.0 / 3.0, _dtype(x)))
 
 
-@register("erfc", forms="float operands; emitted as 1 - erf(x) (TF.js has no Erfc)", kind=E)
+# Odd numerator and even denominator of the rational approximation of erf on [-4, 4] used by
+# Eigen (TF's own Erf kernel on CPU) for float32; highest degree first.
+_ERF_ALPHA = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
+              -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)
+_ERF_BETA = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
+             -1.42647390514189e-02)
+
+
+def _erf(x: Value) -> Value:
+    """erf from Mul/Add/Div only: TFLite has no Erf builtin. float64 keeps the TF op."""
+    dt = _dtype(x)
+    if dt == tf.float64:
+        return tf.math.erf(x)
+    x32 = tf.clip_by_value(tf.cast(x, tf.float32), -4.0, 4.0)
+    x2 = x32 * x32
+    p = tf.constant(_ERF_ALPHA[0], tf.float32)
+    for c in _ERF_ALPHA[1:]:
+        p = p * x2 + c
+    q = tf.constant(_ERF_BETA[0], tf.float32)
+    for c in _ERF_BETA[1:]:
+        q = q * x2 + c
+    out = x32 * p / q
+    return out if dt == tf.float32 else tf.cast(out, dt)
+
+
+@register("erf", forms="float operands; a rational approximation from basic ops (TFLite has no Erf)", kind=E)
+def _erf_rule(ctx: Ctx, x: Value, **_: object) -> Value:
+    return _erf(x)
+
+
+@register("erfc", forms="float operands; emitted as 1 - erf(x) (TF.js has no Erfc, TFLite no Erf)", kind=E)
 def _erfc(ctx: Ctx, x: Value, **_: object) -> Value:
-    return tf.constant(1.0, _dtype(x)) - tf.math.erf(x)
+    return tf.constant(1.0, _dtype(x)) - _erf(x)
 
 
 @register("erf_inv", forms="float32/float16 operands; Giles' polynomial (TF.js has no Erfinv)", kind=E)
