@@ -6,13 +6,14 @@ against the types listed, and its arity against `n_args`.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import jax
-import jax.numpy as jnp
-
 from jaxport.errors import ManifestError
+
+# jax is imported only when an op runs, so validating a manifest (the HTTP API's cheap
+# checks) does not load it.
 
 Axis = (int, list)  # an int or a list of ints
 _ANY = (1, 1 << 30)
@@ -20,77 +21,92 @@ _ANY = (1, 1 << 30)
 
 @dataclass(frozen=True)
 class Op:
-    fn: Callable[..., jax.Array]  # fn(*arrays, **params)
+    fn: Callable[..., Any]  # fn(*arrays, **params)
     params: dict[str, tuple[type, ...]]
     n_args: tuple[int, int] = (1, 1)  # inclusive range
 
 
-def _l2_normalize(x: jax.Array, axis: int = -1, epsilon: float = 1e-12) -> jax.Array:
-    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=axis, keepdims=True), epsilon))
-
-
-def _reshape(x: jax.Array, shape: list[int]) -> jax.Array:
-    return jnp.reshape(x, tuple(shape))
-
-
-def _transpose(x: jax.Array, axes: list[int] | None = None) -> jax.Array:
-    return jnp.transpose(x, axes)
+def _resolve(path: str) -> Callable[..., Any]:
+    """`"jax.numpy.mean"` → the function, imported on first use."""
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
 def _axis(v: Any) -> Any:
     return tuple(v) if isinstance(v, list) else v
 
 
-def _reduction(fn: Callable[..., jax.Array]) -> Op:
-    return Op(lambda x, axis=None, keepdims=False: fn(x, axis=_axis(axis), keepdims=keepdims),
+def _reduction(path: str) -> Op:
+    return Op(lambda x, axis=None, keepdims=False: _resolve(path)(x, axis=_axis(axis),
+                                                                   keepdims=keepdims),
               {"axis": Axis, "keepdims": (bool,)})
 
 
-def _binary(fn: Callable[[jax.Array, jax.Array], jax.Array]) -> Op:
-    return Op(fn, {}, (2, 2))
+def _binary(path: str) -> Op:
+    return Op(lambda a, b: _resolve(path)(a, b), {}, (2, 2))
 
 
-def _unary(fn: Callable[[jax.Array], jax.Array]) -> Op:
-    return Op(fn, {})
+def _unary(path: str) -> Op:
+    return Op(lambda x: _resolve(path)(x), {})
+
+
+def _with_axis(path: str, default: int = -1) -> Op:
+    return Op(lambda x, axis=default: _resolve(path)(x, axis=axis), {"axis": (int,)})
+
+
+def _arg_reduction(path: str) -> Op:
+    return Op(lambda x, axis=-1: _resolve(path)(x, axis=axis).astype("int32"), {"axis": (int,)})
+
+
+def _l2_normalize(x: Any, axis: int = -1, epsilon: float = 1e-12) -> Any:
+    jnp = importlib.import_module("jax.numpy")
+    lax = importlib.import_module("jax.lax")
+    return x * lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=axis, keepdims=True), epsilon))
 
 
 OPS: dict[str, Op] = {
-    "mean": _reduction(jnp.mean),
-    "sum": _reduction(jnp.sum),
-    "max": _reduction(jnp.max),
-    "min": _reduction(jnp.min),
-    "prod": _reduction(jnp.prod),
-    "logsumexp": Op(lambda x, axis=None, keepdims=False: jax.nn.logsumexp(x, _axis(axis), keepdims=keepdims),
-                    {"axis": Axis, "keepdims": (bool,)}),
-    "argmax": Op(lambda x, axis=-1: jnp.argmax(x, axis=axis).astype(jnp.int32), {"axis": (int,)}),
-    "argmin": Op(lambda x, axis=-1: jnp.argmin(x, axis=axis).astype(jnp.int32), {"axis": (int,)}),
-    "concatenate": Op(lambda *xs, axis=-1: jnp.concatenate(xs, axis=axis), {"axis": (int,)}, _ANY),
-    "stack": Op(lambda *xs, axis=0: jnp.stack(xs, axis=axis), {"axis": (int,)}, _ANY),
-    "einsum": Op(lambda *xs, equation: jnp.einsum(equation, *xs), {"equation": (str,)}, _ANY),
-    "matmul": _binary(jnp.matmul),
-    "add": _binary(jnp.add),
-    "sub": _binary(jnp.subtract),
-    "mul": _binary(jnp.multiply),
-    "div": _binary(jnp.divide),
-    "maximum": _binary(jnp.maximum),
-    "minimum": _binary(jnp.minimum),
-    "softmax": Op(lambda x, axis=-1: jax.nn.softmax(x, axis=axis), {"axis": (int,)}),
-    "log_softmax": Op(lambda x, axis=-1: jax.nn.log_softmax(x, axis=axis), {"axis": (int,)}),
+    "mean": _reduction("jax.numpy.mean"),
+    "sum": _reduction("jax.numpy.sum"),
+    "max": _reduction("jax.numpy.max"),
+    "min": _reduction("jax.numpy.min"),
+    "prod": _reduction("jax.numpy.prod"),
+    "logsumexp": _reduction("jax.nn.logsumexp"),
+    "argmax": _arg_reduction("jax.numpy.argmax"),
+    "argmin": _arg_reduction("jax.numpy.argmin"),
+    "concatenate": Op(lambda *xs, axis=-1: _resolve("jax.numpy.concatenate")(xs, axis=axis),
+                      {"axis": (int,)}, _ANY),
+    "stack": Op(lambda *xs, axis=0: _resolve("jax.numpy.stack")(xs, axis=axis),
+                {"axis": (int,)}, _ANY),
+    "einsum": Op(lambda *xs, equation: _resolve("jax.numpy.einsum")(equation, *xs),
+                 {"equation": (str,)}, _ANY),
+    "matmul": _binary("jax.numpy.matmul"),
+    "add": _binary("jax.numpy.add"),
+    "sub": _binary("jax.numpy.subtract"),
+    "mul": _binary("jax.numpy.multiply"),
+    "div": _binary("jax.numpy.divide"),
+    "maximum": _binary("jax.numpy.maximum"),
+    "minimum": _binary("jax.numpy.minimum"),
+    "softmax": _with_axis("jax.nn.softmax"),
+    "log_softmax": _with_axis("jax.nn.log_softmax"),
     "l2_normalize": Op(_l2_normalize, {"axis": (int,), "epsilon": (float,)}),
-    "transpose": Op(_transpose, {"axes": (list,)}),
-    "reshape": Op(_reshape, {"shape": (list,)}),
-    "squeeze": Op(lambda x, axis=None: jnp.squeeze(x, _axis(axis)), {"axis": Axis}),
-    "expand_dims": Op(lambda x, axis=0: jnp.expand_dims(x, axis), {"axis": (int,)}),
-    "sigmoid": _unary(jax.nn.sigmoid),
-    "tanh": _unary(jnp.tanh),
-    "relu": _unary(jax.nn.relu),
-    "gelu": Op(lambda x, approximate=True: jax.nn.gelu(x, approximate=approximate),
+    "transpose": Op(lambda x, axes=None: _resolve("jax.numpy.transpose")(x, axes),
+                    {"axes": (list,)}),
+    "reshape": Op(lambda x, shape: _resolve("jax.numpy.reshape")(x, tuple(shape)),
+                  {"shape": (list,)}),
+    "squeeze": Op(lambda x, axis=None: _resolve("jax.numpy.squeeze")(x, _axis(axis)),
+                  {"axis": Axis}),
+    "expand_dims": Op(lambda x, axis=0: _resolve("jax.numpy.expand_dims")(x, axis),
+                      {"axis": (int,)}),
+    "sigmoid": _unary("jax.nn.sigmoid"),
+    "tanh": _unary("jax.numpy.tanh"),
+    "relu": _unary("jax.nn.relu"),
+    "gelu": Op(lambda x, approximate=True: _resolve("jax.nn.gelu")(x, approximate=approximate),
                {"approximate": (bool,)}),
-    "exp": _unary(jnp.exp),
-    "log": _unary(jnp.log),
-    "sqrt": _unary(jnp.sqrt),
-    "abs": _unary(jnp.abs),
-    "negative": _unary(jnp.negative),
+    "exp": _unary("jax.numpy.exp"),
+    "log": _unary("jax.numpy.log"),
+    "sqrt": _unary("jax.numpy.sqrt"),
+    "abs": _unary("jax.numpy.abs"),
+    "negative": _unary("jax.numpy.negative"),
     "scale": Op(lambda x, factor: x * factor, {"factor": (int, float)}),
 }
 OPS["l2-normalize"] = OPS["l2_normalize"]  # the spelling DESIGN.md uses
@@ -120,6 +136,6 @@ def check_op_params(name: str, params: dict[str, Any], n_args: int, where: str) 
             raise ManifestError(f"op {name!r}: {key} must be a list of ints", where=where)
 
 
-def apply_op(name: str, args: list[jax.Array], params: dict[str, Any]) -> jax.Array:
+def apply_op(name: str, args: list[Any], params: dict[str, Any]) -> Any:
     """Apply whitelisted op `name` (already checked by `check_op_params`)."""
     return OPS[name].fn(*args, **params)
