@@ -51,9 +51,9 @@ _UNARY = {
     "tan": tf.tan,
     "asin": tf.asin,
     "acos": tf.acos,
-    "atan": tf.atan,
+    "atan": lambda x: tf.atan2(x, tf.ones_like(x)),  # TFLite has ATAN2, not ATAN
     "sinh": tf.sinh,
-    "cosh": tf.cosh,
+    "cosh": lambda x: (tf.exp(x) + tf.exp(-x)) * tf.constant(0.5, x.dtype),  # no COSH in TFLite
     "asinh": tf.asinh,
     "acosh": tf.acosh,
     "atanh": tf.atanh,

@@ -79,7 +79,7 @@ def _gather(ctx: Ctx, operand: Value, indices: Value, dimension_numbers: Any, sl
             r = tf.range(tf.cast(idx_shape[bd], idx.dtype), dtype=idx.dtype)
             shape = [1] * len(batch_shape)
             shape[bd] = -1
-            cols.append(tf.broadcast_to(tf.reshape(r, shape), idx_shape)[..., None])
+            cols.append(tf.expand_dims(tf.broadcast_to(tf.reshape(r, shape), idx_shape), -1))
         idx = tf.concat([idx, *cols], axis=-1)
         smap = smap + obatch
         collapsed = collapsed | set(obatch)
@@ -90,7 +90,7 @@ def _gather(ctx: Ctx, operand: Value, indices: Value, dimension_numbers: Any, sl
     )
     if full_rest:
         if len(smap) == 1:
-            g = tf.gather(x, idx[..., 0], axis=smap[0])
+            g = tf.gather(x, _column(idx, 0), axis=smap[0])
             labels = [("w", d) for d in range(smap[0])] + [("b", i) for i in range(len(batch_shape))] + [("w", d) for d in range(smap[0] + 1, rank)]
         else:
             front = smap + [d for d in range(rank) if d not in smap]
@@ -129,6 +129,13 @@ def _gather(ctx: Ctx, operand: Value, indices: Value, dimension_numbers: Any, sl
     return g
 
 
+def _column(idx: Value, k: int) -> Value:
+    """`idx[..., k]` without an ellipsis StridedSlice (LiteRT's converter rejects it)."""
+    if isinstance(idx, np.ndarray):
+        return idx[..., k]
+    return tf.gather(idx, k, axis=-1)
+
+
 def _output_labels(out_rank: int, offset_dims: list[int], window: list[int]) -> list[tuple[str, int]]:
     labels: list[tuple[str, int]] = []
     w = iter(window)
@@ -154,7 +161,7 @@ def _gather_grid(ctx: Ctx, x: tf.Tensor, idx: tf.Tensor, smap: list[int], slice_
     cols = []
     for d in range(rank):
         if d in smap:
-            start = idx[..., smap.index(d)]
+            start = _column(idx, smap.index(d))
             start = tf.reshape(start, tf.concat([idx_dyn, tf.ones([len(window)], tf.int32)], 0))
         else:
             start = tf.zeros([], idx.dtype)
@@ -263,6 +270,6 @@ def _scatter(ctx: Ctx, operand: Value, indices: Value, updates: Value, dimension
     rank = len(x.shape)
     spare = tf.pad(x, [[0, 1]] + [[0, 0]] * (rank - 1))
     keep_rows = tf.reshape(keep, tf.shape(idx)[:-1])
-    first = tf.where(keep_rows, idx[..., 0], tf.fill(tf.shape(idx)[:-1], n))
-    idx = tf.concat([first[..., None], idx[..., 1:]], axis=-1)
+    first = tf.where(keep_rows, _column(idx, 0), tf.fill(tf.shape(idx)[:-1], n))
+    idx = tf.concat([tf.expand_dims(first, -1), tf.gather(idx, tf.range(1, tf.shape(idx)[-1]), axis=-1)], axis=-1)
     return _restore(tf.tensor_scatter_nd_update(spare, idx, u)[:-1], front)

@@ -52,9 +52,11 @@ def _cumsum(ctx: Ctx, x: Value, axis: int, reverse: bool) -> Value:
     return tf.math.cumsum(x, axis=int(axis), reverse=bool(reverse))
 
 
-@register("cumprod", forms="any axis, reverse")
+@register("cumprod", forms="any axis, reverse; a log-step scan along static axes (TFLite has no Cumprod)")
 def _cumprod(ctx: Ctx, x: Value, axis: int, reverse: bool) -> Value:
-    return tf.math.cumprod(x, axis=int(axis), reverse=bool(reverse))
+    if shape_of(x)[int(axis)] is None:
+        return tf.math.cumprod(x, axis=int(axis), reverse=bool(reverse))
+    return _prefix_scan(ctx, x, int(axis), bool(reverse), tf.multiply, tf.ones([], x.dtype))
 
 
 @register("cumlogsumexp", forms="any axis, reverse; float (as log(cumsum(exp(x - max))) + max: TF.js has no CumulativeLogsumexp)")

@@ -146,11 +146,11 @@ def _pad(ctx: Ctx, x: Value, padding_value: Value, padding_config: Sequence[tupl
     return x
 
 
-@register("rev", forms="any dimensions")
+@register("rev", forms="any dimensions (one ReverseV2 per axis)")
 def _rev(ctx: Ctx, x: Value, dimensions: Sequence[int]) -> Value:
-    if not dimensions:
-        return x
-    return tf.reverse(x, [int(d) for d in dimensions])
+    for d in dimensions:  # one axis per op: LiteRT's REVERSE_V2 rejects non-contiguous axes
+        x = tf.reverse(x, [int(d)])
+    return x
 
 
 @register("slice", forms="static and symbolic bounds, any strides")

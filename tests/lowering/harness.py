@@ -3,7 +3,8 @@ lowered artifact in a runtime and compare with JAX.
 
 A runtime is a function `run(lowered, function_name, inputs) -> outputs` registered in
 `RUNTIMES`; tests parametrize over its keys so another runtime plugs in by adding one. TF.js
-(`run_tfjs`) is opt-in with JAXPORT_LOWERING_TFJS=1: each case is converted and run under Node.
+(`run_tfjs`) and TFLite (`run_tflite`) are opt-in with JAXPORT_LOWERING_TFJS=1 and
+JAXPORT_LOWERING_TFLITE=1: each case is then converted and run under Node / in LiteRT.
 """
 
 from __future__ import annotations
@@ -45,9 +46,24 @@ def run_tfjs(lowered: LoweredProgram, name: str, inputs: dict[str, np.ndarray]) 
         shutil.rmtree(work, ignore_errors=True)
 
 
+def run_tflite(lowered: LoweredProgram, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Save, convert to builtin-only TFLite and run in LiteRT (inputs resized per call)."""
+    from jaxport.verify.runtimes import TfliteRunner
+
+    work = Path(tempfile.mkdtemp(prefix="lowering-tflite-"))
+    try:
+        lowered.save(work / "savedmodel")
+        (work / "model.tflite").write_bytes(tflite_convert(work / "savedmodel", [name]))
+        return TfliteRunner(work / "model.tflite").run(name, inputs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 RUNTIMES: dict[str, Runner] = {"tf": run_tf}
 if os.environ.get("JAXPORT_LOWERING_TFJS") == "1":  # opt-in: Node + js/ installed; slow
     RUNTIMES["tfjs"] = run_tfjs
+if os.environ.get("JAXPORT_LOWERING_TFLITE") == "1":  # opt-in: one TFLite conversion per case; slow
+    RUNTIMES["tflite"] = run_tflite
 
 
 def program(fn: Callable[..., Any], inputs: dict[str, str], params: Any = None, name: str = "serving_default") -> Program:
