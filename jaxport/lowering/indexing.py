@@ -181,10 +181,11 @@ def _gather_grid(ctx: Ctx, x: tf.Tensor, idx: tf.Tensor, smap: list[int], slice_
     return g
 
 
-@register("dynamic_slice", forms="any static slice sizes, start indices clamped as in JAX")
+@register("dynamic_slice", forms="static or symbolic slice sizes, start indices clamped as in JAX")
 def _dynamic_slice(ctx: Ctx, operand: Value, *starts: Value, slice_sizes: Sequence[Any]) -> Value:
     shape = ctx.in_avals[0].shape
-    if all(isinstance(s, np.ndarray) for s in starts) and all(isinstance(d, int) for d in shape):
+    static = all(isinstance(d, int) for d in (*shape, *slice_sizes))
+    if static and all(isinstance(s, np.ndarray) for s in starts):
         begin = [int(np.clip(int(s), 0, int(n) - int(k))) for s, n, k in zip(starts, shape, slice_sizes)]
         return tf.slice(operand, begin, [int(k) for k in slice_sizes])
     begin = tf.stack([
