@@ -97,7 +97,11 @@ function decode(name, { dtype, shape, data }) {
 
 async function encode(tensor) {
   if (!(tensor.dtype in TYPED)) throw new Error(`output dtype ${tensor.dtype} is not supported`);
-  const values = await tensor.data();
+  // The cpu backend may hold a bool or int tensor in another typed array than its dtype's
+  // (e.g. bool values in an Int32Array): re-pack so the bytes match the dtype on the wire.
+  const Typed = TYPED[tensor.dtype];
+  const raw = await tensor.data();
+  const values = raw instanceof Typed ? raw : Typed.from(raw);
   const bytes = Buffer.from(values.buffer, values.byteOffset, values.byteLength);
   return { dtype: tensor.dtype, shape: tensor.shape, data: bytes.toString("base64") };
 }

@@ -64,3 +64,17 @@ def test_safe_mode_flag_refuses_function(tmp_path: Path, capsys: pytest.CaptureF
     code = main(["convert", "--safe", "--function", "examples/prod.py:prod", "--input",
                  "xs=f32[b,2]", "-o", str(tmp_path)])
     assert code == 2 and "trusted mode is off" in capsys.readouterr().err
+
+
+def test_library_tfjs_with_mixed_dtype_outputs(tmp_path: Path) -> None:
+    """Float, int and bool outputs of one signature come back from TF.js with their dtypes."""
+
+    def fn(p, x):
+        return {"f": x * p["w"], "i": jnp.argmax(x, -1).astype(jnp.int32), "positive": x > 0,
+                "total": x.sum(-1), "count": (x > 0).sum(-1).astype(jnp.int32),
+                "all": jnp.all(x > -1, -1)}
+
+    report = jaxport.export(fn, {"w": np.float32(2.0)}, inputs={"x": "f32[b,5]"},
+                            targets=["tfjs"], out_dir=tmp_path)
+    assert report["targets"]["tfjs"]["status"] == "ok", report["targets"]["tfjs"]["error"]
+    assert report["functions"]["serving_default"]["outputs"]["positive"]["dtype"] == "bool"
