@@ -280,13 +280,6 @@ class Ctx:
     def reshape_shape(self, dims: Sequence[Any]) -> list[int] | tf.Tensor:
         return self.lowerer.reshape_shape(dims)
 
-    def reshape_shape(self, dims: Sequence[Any]) -> list[int] | tf.Tensor:
-        """A shape for `tf.reshape`: static ints, with -1 for a single symbolic dim."""
-        symbolic = [i for i, d in enumerate(dims) if not isinstance(d, (int, np.integer))]
-        if len(symbolic) == 1:
-            return [-1 if i == symbolic[0] else int(d) for i, d in enumerate(dims)]
-        return self.shape(dims)
-
     def full(self, x: Value, aval: Any) -> Value:
         return self.lowerer.full(x, aval)
 
