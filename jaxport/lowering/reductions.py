@@ -148,17 +148,23 @@ def _pool(ctx: Ctx, x: Value, kind: str, window_dimensions: Sequence[int], windo
     strides = [int(window_strides[i]) for i in (spatial if perm is None else [perm[i] for i in spatial])]
     pads = [tuple(int(p) for p in padding[i]) for i in (spatial if perm is None else [perm[i] for i in spatial])]
     dil = [int(window_dilation[i]) for i in (spatial if perm is None else [perm[i] for i in spatial])]
+    # TF pooling refuses a stride longer than the window (a 1×1 max pool with stride 2 in
+    # ResNetV2 and NASNet): pool those dims with stride 1, then keep every s-th position.
+    skip = [s > (k - 1) * d + 1 for k, s, d in zip(win, strides, dil)]
+    pool_strides = [1 if sk else s for sk, s in zip(skip, strides)]
     mode = "VALID"
     if any(p != (0, 0) for p in pads):
-        if kind != "sum" and is_static(s_shape) and all(p == _same_padding(int(n), (k - 1) * d + 1, s) for p, n, k, s, d in zip(pads, s_shape, win, strides, dil)):
+        if kind != "sum" and not any(skip) and is_static(s_shape) and all(p == _same_padding(int(n), (k - 1) * d + 1, s) for p, n, k, s, d in zip(pads, s_shape, win, strides, dil)):
             mode = "SAME"  # TF's SAME max pooling ignores the padding, as -inf padding does
         else:
             fill = tf.constant(0 if kind == "sum" else _lowest(dt), dt)
             x = tf.pad(x, [[0, 0]] + [list(p) for p in pads] + [[0, 0]], constant_values=fill)
     if kind == "sum":
-        y = tf.nn.pool(x, win, "AVG", strides=strides, padding="VALID", dilations=dil) * tf.constant(float(np.prod(win)), dt)
+        y = tf.nn.pool(x, win, "AVG", strides=pool_strides, padding="VALID", dilations=dil) * tf.constant(float(np.prod(win)), dt)
     else:
-        y = tf.nn.pool(x, win, "MAX", strides=strides, padding=mode, dilations=dil)
+        y = tf.nn.pool(x, win, "MAX", strides=pool_strides, padding=mode, dilations=dil)
+    if any(skip):
+        y = y[(slice(None), *(slice(None, None, s) if sk else slice(None) for sk, s in zip(skip, strides)), slice(None))]
     if kind == "min":
         y = -y
     out_shape = ctx.out_aval.shape
@@ -180,7 +186,8 @@ def _prod(ctx: Ctx, dims: Sequence[Any]) -> Any:
     return out
 
 
-_POOL_FORMS = "up to 3 windowed dims in any layout, any strides, padding, window dilation (stride 1); no base dilation"
+_POOL_FORMS = ("up to 3 windowed dims in any layout, any strides (also longer than the window), "
+               "padding, window dilation (stride 1); no base dilation")
 
 
 @register("reduce_window_max", forms=_POOL_FORMS)

@@ -77,6 +77,7 @@ CASES = [
     # pooling
     case("max_pool", lambda x: (lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "SAME"), lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID"), lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 1, 1), (1, 1, 1, 1), ((0, 0), (2, 0), (0, 0), (0, 0)))), {"x": "f32[b,7,8,3]"}),
     case("sum_min_pool", lambda x: (lax.reduce_window(x, 0.0, lax.add, (1, 3, 3, 1), (1, 2, 2, 1), "SAME"), lax.reduce_window(x, jnp.inf, lax.min, (1, 1, 2, 2), (1, 1, 2, 1), "VALID"), lax.reduce_window(x, 0.0, lax.add, (1, 3, 1, 1), (1, 1, 1, 1), "VALID", window_dilation=(1, 2, 1, 1))), {"x": "f32[b,7,8,3]"}, atol=1e-5),
+    case("pool_stride_over_window", lambda x: (lax.reduce_window(x, -jnp.inf, lax.max, (1, 1, 1, 1), (1, 2, 2, 1), "SAME"), lax.reduce_window(x, 0.0, lax.add, (1, 2, 1, 1), (1, 3, 2, 1), ((0, 0), (1, 1), (0, 0), (0, 0))), lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 3, 3, 1), "SAME")), {"x": "f32[b,7,8,3]"}, atol=1e-5),
     case("pool_1d_3d", lambda x: (lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 1), (1, 2, 1), "VALID"), lax.reduce_window(x[..., None, None], 0.0, lax.add, (1, 2, 2, 1, 1), (1, 1, 2, 1, 1), "VALID")), {"x": "f32[b,6,4]"}),
     # dot_general
     case("dot_matmul", lambda x, w: (x @ w, jnp.einsum("bij,jk->bik", x, w), jnp.einsum("bij,bkj->bik", x, x), jnp.einsum("bij,bik->bjk", x, x)), {"x": F, "w": "f32[6,4]"}, atol=1e-4),
