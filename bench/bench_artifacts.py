@@ -322,8 +322,10 @@ def print_table(title: str, row: dict) -> None:
     print(f"  {'':34} {'ours':>12} {'baseline':>12} {'ours/base':>10}")
     for label, metric, ours, base in ROWS:
         a, b = row[metric].get(ours), row[metric].get(base)
-        ratio = f"{a / b:.2f}" if a is not None and b else row["missing"].get(base, "-")
+        ratio = f"{a / b:.2f}" if a is not None and b else "n/a"
         print(f"  {label:34} {_fmt(a):>12} {_fmt(b):>12} {ratio:>10}")
+    for key, reason in row["missing"].items():
+        print(f"  no {key}: {reason}")
     for kind in ("tfjs", "tflite"):
         ours, native = (row["op_types"].get(f"{kind}/{k}") for k in ("ours", "native"))
         if ours is not None and native is not None:
