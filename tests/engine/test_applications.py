@@ -79,11 +79,7 @@ class Case:
     xfail: str | None = None  # the exact error, while the lowering does not handle the model yet
 
 
-_STRIDE_GT_WINDOW = ("the lowering crashed: ValueError: `strides` > `window_shape` not supported due to "
-                     "inconsistency between CPU and GPU implementations. Received: strides=[2 2] and "
-                     "window_shape=[1, 1]")
 _HARD_SWISH = "tfjs: the converted model needs what the TF.js runtime lacks: _FusedConv2D fused with _FusedHardSwish"
-_ORBAX_GATHER = "tflite: TFLite converter failed: 'vhlo.dynamic_gather_v1' op is not part of the vhlo support yet."
 
 CASES: dict[str, Case] = {
     "mobilenet_v1": Case(_app(keras.applications.MobileNet, alpha=0.25), slow=True),
@@ -95,13 +91,12 @@ CASES: dict[str, Case] = {
     "efficientnet_b0": Case(_app(keras.applications.EfficientNetB0), slow=True),
     "efficientnet_v2_b0": Case(_app(keras.applications.EfficientNetV2B0), slow=True),
     "resnet50": Case(_app(keras.applications.ResNet50), slow=True),
-    "resnet50_v2": Case(_app(keras.applications.ResNet50V2), xfail=f"tfjs: {_STRIDE_GT_WINDOW}"),
+    "resnet50_v2": Case(_app(keras.applications.ResNet50V2)),
     "densenet121": Case(_app(keras.applications.DenseNet121), slow=True),
     "convnext_tiny": Case(_app(keras.applications.ConvNeXtTiny), slow=True),
     "xception": Case(_app(keras.applications.Xception, size=71), slow=True),
     "inception_v3": Case(_app(keras.applications.InceptionV3, size=75), slow=True),
-    "nasnet_mobile": Case(_app(keras.applications.NASNetMobile), slow=True,
-                          xfail=f"{_ORBAX_GATHER}; before that, lowered graph: {_STRIDE_GT_WINDOW}"),
+    "nasnet_mobile": Case(_app(keras.applications.NASNetMobile), slow=True),
     "vgg16": Case(_vgg16),
     "conv1d": Case(_stack((20, 4), lambda: L.Conv1D(8, 3, padding="causal", dilation_rate=2,
                                                     activation="relu"),
