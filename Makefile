@@ -1,5 +1,5 @@
 # The two Quickstart commands: `make up` runs the product, `make test` runs the tests.
-.PHONY: bootstrap up demo test bench-engine
+.PHONY: bootstrap up demo test test-slow bench-engine
 
 bootstrap:
 	scripts/bootstrap
@@ -13,8 +13,13 @@ demo: bootstrap
 	.venv/bin/jaxport convert --function examples/prod.py:prod --params examples/prod_params.npz \
 	  --input 'xs=f32[b,2]' -o out/prod
 
+# The quick suite (a few minutes on 2 cores): everything but the larger-model sweep.
 test: bootstrap
-	.venv/bin/pytest -q -p no:cacheprovider
+	.venv/bin/pytest -q -p no:cacheprovider -m "not slow"
+
+# The larger models (keras.applications families, EfficientNet): CI runs these after `make test`.
+test-slow: bootstrap
+	.venv/bin/pytest -q -p no:cacheprovider -m slow
 
 bench-engine: bootstrap
 	.venv/bin/python bench/bench_engine.py

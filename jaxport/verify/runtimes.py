@@ -37,7 +37,12 @@ class TfliteRunner:
     def __init__(self, path: Path, num_threads: int = 1) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+        try:
+            self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+        except (RuntimeError, ValueError) as exc:
+            raise TargetError(f"LiteRT cannot load the converted model: {_first_line(exc)}",
+                              "the converter produced a flatbuffer LiteRT rejects; try the "
+                              "other quantize options or report the model", stage="verify") from None
 
     def signatures(self) -> dict:
         return self._interpreter.get_signature_list()
