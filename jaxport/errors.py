@@ -6,6 +6,8 @@ The CLI prints `error: <message>` plus the hint and exits 2; the service maps `c
 
 from __future__ import annotations
 
+import re
+
 
 class JaxportError(Exception):
     """Base class: a problem with the user's input or environment, explained."""
@@ -81,3 +83,10 @@ class TargetError(JaxportError):
     def __init__(self, message: str, hint: str = "", *, stage: str = "", where: str = "") -> None:
         super().__init__(message, hint, where=where)
         self.stage = stage
+
+
+def first_line(exc: BaseException, limit: int = 400) -> str:
+    """The informative first line of an exception's text (no ANSI codes, no Keras call banner)."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(exc).splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("Exception encountered when calling")]
+    return lines[0][:limit] if lines else type(exc).__name__

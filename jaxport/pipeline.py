@@ -21,7 +21,7 @@ import numpy as np
 
 from jaxport import __version__
 from jaxport.archive import extract_archive
-from jaxport.errors import JaxportError, LoweringError, TargetError
+from jaxport.errors import JaxportError, LoweringError, TargetError, first_line
 from jaxport.options import ALL_TARGETS, ConvertOptions
 from jaxport.program import Program
 from jaxport.verify.compare import Parity
@@ -104,16 +104,11 @@ class _Build:
             except Exception as exc:  # noqa: BLE001 - see docstring
                 traceback.print_exc()
                 self._lowered = LoweringError(
-                    f"the lowering crashed: {type(exc).__name__}: {_first_line(exc)}",
+                    f"the lowering crashed: {type(exc).__name__}: {first_line(exc)}",
                     "this is a jaxport bug; please report it with the model")
         if isinstance(self._lowered, LoweringError):
             raise self._lowered
         return self._lowered
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else ""
 
 
 def convert_program(program: Program, out_dir: Path, options: ConvertOptions,

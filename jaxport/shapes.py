@@ -8,7 +8,7 @@ from typing import Any
 import jax
 from jax import export as jax_export
 
-from jaxport.errors import ShapeError
+from jaxport.errors import ShapeError, first_line
 from jaxport.program import Function, Program
 from jaxport.specs import TensorSpec
 
@@ -43,7 +43,7 @@ def infer_outputs(program: Program) -> None:
             declared = ", ".join(f"{s.name}={s}" for s in function.inputs)
             raise ShapeError(
                 f"function {function.name!r} does not trace with inputs {declared}: "
-                f"{type(exc).__name__}: {_first_line(exc)}",
+                f"{type(exc).__name__}: {first_line(exc)}",
                 "check the input shapes and dtypes in [functions.*.inputs] against the models' "
                 "expected inputs, and the axes of vmap and ops",
             )
@@ -94,10 +94,3 @@ def upper_bounds(function: Function) -> dict[str, int]:
             limit = int(m.group(3)) - (m.group(2) == "<")
             bounds[m.group(1)] = min(limit, bounds.get(m.group(1), limit))
     return bounds
-
-
-def _first_line(exc: BaseException) -> str:
-    """The informative line of an error (Keras wraps the real one in a call-context banner)."""
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(exc).splitlines()]
-    lines = [ln for ln in lines if ln and not ln.startswith("Exception encountered when calling")]
-    return lines[0][:400] if lines else ""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxport.errors import TargetError
+from jaxport.errors import TargetError, first_line
 
 
 class SavedModelRunner:
@@ -27,7 +27,7 @@ class SavedModelRunner:
             out = fn(**{k: self._tf.constant(v) for k, v in inputs.items()})
         except (self._tf.errors.OpError, ValueError, TypeError) as exc:
             raise TargetError(f"TensorFlow failed to run signature {signature!r}: "
-                              f"{_first_line(exc)}", stage="verify") from None
+                              f"{first_line(exc)}", stage="verify") from None
         return {k: v.numpy() for k, v in out.items()}
 
 
@@ -40,7 +40,7 @@ class TfliteRunner:
         try:
             self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
         except (RuntimeError, ValueError) as exc:
-            raise TargetError(f"LiteRT cannot load the converted model: {_first_line(exc)}",
+            raise TargetError(f"LiteRT cannot load the converted model: {first_line(exc)}",
                               "the converter produced a flatbuffer LiteRT rejects; try the "
                               "other quantize options or report the model", stage="verify") from None
 
@@ -53,11 +53,6 @@ class TfliteRunner:
             return {k: np.array(v) for k, v in runner(**inputs).items()}
         except (RuntimeError, ValueError) as exc:
             raise TargetError(
-                f"LiteRT failed to run signature {signature!r}: {_first_line(exc)}",
+                f"LiteRT failed to run signature {signature!r}: {first_line(exc)}",
                 "the converted model does not run in LiteRT; try another --quantize option",
                 stage="verify") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:400] if text else type(exc).__name__
