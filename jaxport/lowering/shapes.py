@@ -187,9 +187,9 @@ def _split(ctx: Ctx, x: Value, sizes: Sequence[Any], axis: int) -> list[Value]:
     return tf.split(x, [int(s) for s in sizes], axis=int(axis))
 
 
-@register("tile", forms="any reps")
-def _tile(ctx: Ctx, x: Value, reps: Sequence[int]) -> Value:
-    return tf.tile(x, [int(r) for r in reps])
+@register("tile", forms="any reps, symbolic ones evaluated from tf.shape")
+def _tile(ctx: Ctx, x: Value, reps: Sequence[Any]) -> Value:
+    return tf.tile(x, ctx.shape(reps))
 
 
 @register("dim_as_value", forms="a (symbolic) dimension as a scalar, evaluated from tf.shape", kind="raw")

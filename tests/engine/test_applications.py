@@ -121,8 +121,7 @@ CASES: dict[str, Case] = {
                                       lambda: L.Dense(3))),
     "bert_backbone": Case(zoo.bert_backbone),
     "gpt2_backbone": Case(_gpt2),
-    "vit_backbone": Case(_vit, xfail=("tfjs: the lowering crashed: InconclusiveDimensionOperation: "
-                                      "Symbolic dimension 'b' used in a context that requires a constant")),
+    "vit_backbone": Case(_vit),
 }
 
 

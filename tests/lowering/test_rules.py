@@ -68,7 +68,8 @@ CASES = [
     case("rev_slice", lambda x: (x[:, ::-1], x[:, 1:4:2, ::3], x[:, -1], lax.slice(x, (0, 1, 2), (x.shape[0], 5, 6), (1, 2, 2)), jnp.flip(x, (0, 2))), {"x": F}),
     case("iota", lambda x: (x + jnp.arange(6.0), jnp.arange(x.shape[0]) * 2, lax.broadcasted_iota(jnp.int32, (x.shape[0], 3), 0)), {"x": F}),
     case("split", lambda x: tuple(jnp.split(x, [1, 4], axis=1)), {"x": F}),
-    case("tile_repeat", lambda x: (jnp.tile(x, (1, 2, 1)), jnp.repeat(x, 2, axis=2)), {"x": F}),
+    case("tile_repeat", lambda x, v: (jnp.tile(x, (1, 2, 1)), jnp.repeat(x, 2, axis=2),
+                                      jnp.tile(v[None], (x.shape[0], 2, 1))), {"x": F, "v": "f32[5,6]"}),
     # reductions
     case("reduce", lambda x: (x.sum(1), x.max((1, 2)), x.min(0), x.prod(2), x.mean(-1), (x > 0).any(1), (x > 0).all(2), jnp.linalg.norm(x, axis=-1)), {"x": F}, atol=1e-4),
     case("argmax_argmin", lambda x: (jnp.argmax(x, 1), jnp.argmin(x, -1), jnp.argmax(x.reshape(x.shape[0], -1), 1)), {"x": F}),
