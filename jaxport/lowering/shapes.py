@@ -89,8 +89,8 @@ def _squeeze(ctx: Ctx, x: Value, dimensions: Sequence[int]) -> Value:
     return reshape_to(ctx, x, ctx.out_aval.shape)
 
 
-@register("transpose", forms="any permutation; identity dropped, chains composed")
-def _transpose(ctx: Ctx, x: Value, permutation: Sequence[int]) -> Value:
+def transpose(x: Value, permutation: Sequence[int]) -> Value:
+    """`x` transposed by `permutation`; the identity is free and a Transpose chain becomes one."""
     perm = [int(p) for p in permutation]
     if perm == list(range(len(perm))):
         return x
@@ -102,6 +102,11 @@ def _transpose(ctx: Ctx, x: Value, permutation: Sequence[int]) -> Value:
             if perm == list(range(len(perm))):
                 return x
     return tf.transpose(x, perm)
+
+
+@register("transpose", forms="any permutation; identity dropped, chains composed")
+def _transpose(ctx: Ctx, x: Value, permutation: Sequence[int]) -> Value:
+    return transpose(x, permutation)
 
 
 @register("concatenate", forms="any dimension, any number of operands")

@@ -30,6 +30,7 @@ def case(id: str, op, inputs: dict[str, str], atol: float = 1e-5, sizes=B13, int
 
 
 F = "f32[b,5,6]"
+_W76 = np.random.RandomState(0).randn(7, 6).astype(np.float32)  # a constant on the left of a dot
 dn2 = ("NHWC", "HWIO", "NHWC")
 conv = functools.partial(lax.conv_general_dilated)
 
@@ -83,6 +84,8 @@ CASES = [
     # dot_general
     case("dot_matmul", lambda x, w: (x @ w, jnp.einsum("bij,jk->bik", x, w), jnp.einsum("bij,bkj->bik", x, x), jnp.einsum("bij,bik->bjk", x, x)), {"x": F, "w": "f32[6,4]"}, atol=1e-4),
     case("dot_general_forms", lambda x, y: (jnp.einsum("bij,bij->b", x, y), jnp.einsum("bij,kj->bik", x, y[0]), jnp.einsum("bij,bkl->bijkl", x, y[:, :2, :2]), jnp.einsum("bij,bij->bji", x, y), lax.dot_general(x, y, (((0,), (0,)), ((), ())))), {"x": F, "y": F}, atol=1e-4),
+    case("dot_weights_left", lambda x: (jnp.einsum("ki,bji->kbj", _W76, x), jnp.einsum("ki,bij->kjb", _W76[:, :5], x),
+                                        jax.image.resize(x[..., None], (x.shape[0], 10, 12, 1), "bilinear")), {"x": F}, atol=1e-4),
     case("dot_int_preferred", lambda x, y: (x @ y.T, lax.dot_general(x.astype(jnp.int8), y.astype(jnp.int8), (((1,), (1,)), ((), ())), preferred_element_type=jnp.int32)), {"x": "i32[b,4]", "y": "i32[b,4]"}),
     # convolutions
     case("conv_2d", lambda x, w: (conv(x, w, (1, 1), "SAME", dimension_numbers=dn2), conv(x, w, (2, 2), "SAME", dimension_numbers=dn2), conv(x, w, (2, 1), ((1, 2), (-1, 0)), dimension_numbers=dn2), conv(x, w, (1, 1), "VALID", rhs_dilation=(2, 2), dimension_numbers=dn2)), {"x": "f32[b,9,10,4]", "w": "f32[3,3,4,6]"}, atol=1e-4),
