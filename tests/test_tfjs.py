@@ -117,6 +117,24 @@ class DenseTanh(tf.Module):
         return {"y": tf.tanh(x @ self.w + self.b)}
 
 
+class ConvHardSwish(tf.Module):
+    """Conv2D and depthwise conv, each + bias + hard swish as jax.nn.hard_swish lowers: grappler
+    (oneDNN) fuses each into one node with `_FusedHardSwish`, which TF.js 4.22 has no kernel for."""
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(6)
+        self.k, self.kb = _var(rng, 3, 3, 3, 8), _var(rng, 8)
+        self.d, self.db = _var(rng, 3, 3, 8, 1), _var(rng, 8)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 3], tf.float32, name="image")])
+    def __call__(self, image):
+        def hard_swish(y):
+            return y * (tf.nn.relu6(y + 3.0) / 6.0)
+
+        h = hard_swish(tf.nn.conv2d(image, self.k, strides=1, padding="SAME") + self.kb)
+        return {"y": hard_swish(tf.nn.depthwise_conv2d(h, self.d, [1, 1, 1, 1], "SAME") + self.db)}
+
+
 class GroupedConv(tf.Module):
     """Input depth 4, filter depth 2: a grouped convolution the converter passes, TF.js cannot run."""
 
@@ -239,6 +257,21 @@ def test_unfuses_activation_tfjs_lacks(runner: TfjsRunner, tmp_path: Path) -> No
     _check_parity(runner, module, saved_model, model_dir, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("quantization, tol", [(None, 1e-5), ("uint8", 5e-2)])
+def test_expands_fused_hard_swish(
+    runner: TfjsRunner, tmp_path: Path, quantization: str | None, tol: float
+) -> None:
+    module = ConvHardSwish()
+    saved_model = _save(tmp_path, "hard_swish", module)
+    model_dir = export_tfjs(saved_model, tmp_path / "tfjs", quantization=quantization)
+    data = json.loads((model_dir / "model.json").read_text())
+    ops = [n["op"] for n in data["modelTopology"]["node"]]
+    assert {"_FusedConv2D", "FusedDepthwiseConv2dNative"} <= set(ops) and ops.count("Relu6") == 2
+    constants = data["weightsManifest"][-1]["weights"]  # 3 and 6, shared, never quantized
+    assert constants == [{"name": w["name"], "shape": [], "dtype": "float32"} for w in constants[:2]]
+    _check_parity(runner, module, saved_model, model_dir, atol=tol, rtol=tol)
+
+
 def test_runtime_failure_names_the_op(runner: TfjsRunner, tmp_path: Path) -> None:
     module = GroupedConv()
     model_dir = export_tfjs(_save(tmp_path, "grouped", module), tmp_path / "tfjs")
@@ -316,9 +349,13 @@ def test_runtime_problems_names_what_tfjs_lacks(tmp_path: Path) -> None:
 
     model_json = tmp_path / "model.json"
     nodes = [{"name": "x", "op": "Placeholder"}, {"name": "e", "op": "Erfc", "input": ["x"]},
-             fused("g", "BiasAdd", "GeluExact"), fused("t", "BiasAdd", "Tanh"), fused("r", "BiasAdd", "Relu")]
+             fused("g", "BiasAdd", "GeluExact"), fused("t", "BiasAdd", "Tanh"), fused("r", "BiasAdd", "Relu"),
+             fused("h", "BiasAdd", "_FusedHardSwish")]
     model_json.write_text(json.dumps({"modelTopology": {"node": nodes}}))
-    assert unfuse_activations(model_json) == ["t"]  # Tanh is an op TF.js has; GeluExact is not
+    # Tanh is an op TF.js has, hard swish a chain of its ops; GeluExact neither
+    assert unfuse_activations(model_json) == ["t", "h"]
     assert runtime_problems(model_json) == ["_FusedMatMul fused with GeluExact", "op Erfc"]
     rewritten = {n["name"]: n for n in json.loads(model_json.read_text())["modelTopology"]["node"]}
     assert rewritten["t"]["op"] == "Tanh" and rewritten["t"]["input"] == ["t/_FusedMatMul"]
+    assert rewritten["h"]["op"] == "Mul" and rewritten["h"]["input"][0] == "h/_FusedMatMul"
+    assert (tmp_path / "group1-shard1of1.bin").read_bytes() == np.array([3, 6], "<f4").tobytes()

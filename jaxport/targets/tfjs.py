@@ -6,9 +6,9 @@ is a single `XlaCallModule` op, which TF.js cannot run, and is refused here.
 
 The converter accepts some graphs the TF.js 4.22 runtime cannot execute. Fused activations
 the cpu backend lacks (grappler fuses e.g. `MatMul+BiasAdd+Tanh` into `_FusedMatMul`) are split
-back out by `unfuse_activations` when TF.js has the activation as an op; `runtime_problems`
-reports what is left. Only running the model (see `jaxport.verify.tfjs`) catches the rest
-(grouped convolutions, for one).
+back out by `unfuse_activations` when TF.js has the activation as an op or it can be spelled in
+ops TF.js has (oneDNN's `_FusedHardSwish`); `runtime_problems` reports what is left. Only
+running the model (see `jaxport.verify.tfjs`) catches the rest (grouped convolutions, for one).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import shutil
+import struct
 import uuid
 from pathlib import Path
 from typing import Any, Iterable
@@ -33,6 +34,14 @@ XLA_OPS = frozenset({"XlaCallModule"})
 # FusedDepthwiseConv2dNative (tfjs-backend-cpu/src/utils/fused_utils.ts, 4.22).
 _FUSABLE_ACTIVATIONS = frozenset({"Relu", "Relu6", "Elu", "LeakyRelu", "Prelu", "Sigmoid"})
 _FLOAT = {"type": "DT_FLOAT"}
+# Fused activations TF.js has no op for, as a chain of ops it has. A step is (op, operands);
+# an operand is "x" (the fused node's output before the activation), "prev" (the previous
+# step's output; x for the first step) or a float32 scalar.
+_EXPANSIONS: dict[str, tuple[tuple[str, tuple[str | float, ...]], ...]] = {
+    # oneDNN's hard swish, as jax.nn.hard_swish computes it: x * (relu6(x + 3) / 6)
+    "_FusedHardSwish": (("AddV2", ("prev", 3.0)), ("Relu6", ("prev",)), ("RealDiv", ("prev", 6.0)),
+                        ("Mul", ("x", "prev"))),
+}
 _FUSED_OPS = frozenset({"_FusedConv2D", "_FusedMatMul", "FusedDepthwiseConv2dNative"})
 _HINT_XLA = (
     "TF.js cannot run XlaCallModule (the StableHLO op every jax2tf/orbax SavedModel holds, since "
@@ -249,17 +258,30 @@ def _name_signature(model_json: Path, meta_graph: Any, signature: str) -> None:
 
 
 def unfuse_activations(model_json: Path) -> list[str]:
-    """Split fused activations the TF.js cpu backend lacks into their own node; rewrites in place.
+    """Split fused activations the TF.js cpu backend lacks into their own nodes; rewrites in place.
 
-    Grappler (run by the converter) fuses `MatMul+BiasAdd+Tanh` into one `_FusedMatMul`, which
-    TF.js 4.22 then fails to run. When the activation is an op TF.js has, the fused node keeps
-    its BiasAdd and hands its name to a new activation node, so consumers are unchanged.
+    Grappler (run by the converter) fuses `MatMul+BiasAdd+Tanh` into one `_FusedMatMul` and, with
+    oneDNN, `Conv2D+BiasAdd` + hard swish into a `_FusedConv2D` with `_FusedHardSwish`; TF.js
+    4.22 runs neither. The fused node keeps its BiasAdd and hands its name to the activation, so
+    consumers are unchanged: one node when TF.js has the activation as an op, else the chain of
+    `_EXPANSIONS`. The chains' constants are float32 `Const` nodes (never quantized) whose values
+    go to a weight group of their own, in a new shard file next to `model_json`.
     Returns the names of the nodes split.
     """
     from jaxport.tfjs_converter import supported_ops
 
     data = json.loads(model_json.read_text())
     nodes = data["modelTopology"].get("node", [])
+    constants: dict[float, str] = {}  # value: Const node name
+
+    def constant(value: float) -> str:
+        if value not in constants:
+            constants[value] = f"jaxport/unfused_constant_{len(constants)}"
+            tensor = {"dtype": "DT_FLOAT", "tensorShape": {}}
+            nodes.append({"name": constants[value], "op": "Const",
+                          "attr": {"dtype": _FLOAT, "value": {"tensor": tensor}}})
+        return constants[value]
+
     split: list[str] = []
     for node in list(nodes):
         fused_ops = node.get("attr", {}).get("fused_ops", {}).get("list", {})
@@ -267,14 +289,26 @@ def unfuse_activations(model_json: Path) -> list[str]:
         if node["op"] not in _FUSED_OPS or fused[:1] != ["BiasAdd"] or len(fused) != 2:
             continue
         activation = fused[1]
-        if activation in _FUSABLE_ACTIVATIONS or activation not in supported_ops():
+        steps = _EXPANSIONS.get(activation)
+        if steps is None and activation not in _FUSABLE_ACTIVATIONS and activation in supported_ops():
+            steps = ((activation, ("prev",)),)  # the op itself
+        if steps is None:
             continue
         name = node["name"]
-        node["name"] = f"{name}/{node['op']}"
+        node["name"] = prev = x = f"{name}/{node['op']}"
         fused_ops["s"] = fused_ops["s"][:1]
         attr = {"T": node["attr"].get("T", _FLOAT)}
-        nodes.append({"name": name, "op": activation, "input": [node["name"]], "attr": attr})
+        for i, (op, operands) in enumerate(steps):
+            inputs = [x if a == "x" else prev if a == "prev" else constant(a) for a in operands]
+            prev = name if i == len(steps) - 1 else f"{name}/{op}_{i}"
+            nodes.append({"name": prev, "op": op, "input": inputs, "attr": attr})
         split.append(name)
+    if constants:
+        manifest = data.setdefault("weightsManifest", [])
+        shard = f"group{len(manifest) + 1}-shard1of1.bin"
+        weights = [{"name": n, "shape": [], "dtype": "float32"} for n in constants.values()]
+        manifest.append({"paths": [shard], "weights": weights})
+        (model_json.parent / shard).write_bytes(struct.pack(f"<{len(constants)}f", *constants))
     if split:
         model_json.write_text(json.dumps(data))
     return split
