@@ -86,8 +86,12 @@ def _matmul(ctx: Ctx, lhs: tf.Tensor, rhs: tf.Tensor, ls: Sequence[Any], rs: Seq
     """dot_general of `lhs` (shape `ls`) and `rhs` (`rs`) with at least one contracting or batch
     dim, as one MatMul/BatchMatMul between the reshapes and transposes it needs."""
     (lc, rc), (lb, rb) = contract, batch
-    a, ta = _arrange(ctx, lhs, ls, [int(i) for i in lb], [int(i) for i in lc], lhs=True)
     b, tb = _arrange(ctx, rhs, rs, [int(i) for i in rb], [int(i) for i in rc], lhs=False)
+    if not lb and list(lc) == [len(ls) - 1] and len(ls) > 2:
+        # x[..., k] @ W[k, n]: a broadcasting BatchMatMul, no flattening Reshape (a Dense layer).
+        y = tf.linalg.matmul(lhs, b, transpose_b=tb)
+        return y if is_full(y, out_shape) else tf.reshape(y, ctx.reshape_shape(out_shape))
+    a, ta = _arrange(ctx, lhs, ls, [int(i) for i in lb], [int(i) for i in lc], lhs=True)
     if len(a.shape) == 2 and len(b.shape) == 3:
         a = tf.expand_dims(a, 0)
     y = tf.linalg.matmul(a, b, transpose_a=ta, transpose_b=tb)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from jaxport.lowering import patterns
 from jaxport.lowering.context import Ctx, Value, op_type
 from jaxport.lowering.registry import register
 
@@ -162,9 +163,10 @@ def _add(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
     return tf.add(x, y)
 
 
-@register("sub", forms="all dtypes", kind=E)
+@register("sub", forms="all dtypes; (x - max) - log(sum(exp(x - max))) -> LogSoftmax", kind=E)
 def _sub(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
-    return tf.subtract(x, y)
+    fused = patterns.log_softmax(x, y)
+    return tf.subtract(x, y) if fused is None else fused
 
 
 @register("mul", forms="all dtypes; out_dtype=None", kind=E)
@@ -176,9 +178,13 @@ def _mul(ctx: Ctx, x: Value, y: Value, out_dtype: object = None, **_: object) ->
     return tf.multiply(x, y)
 
 
-@register("div", forms="floats; integers rounding toward zero as in JAX (FloorDiv + fix-up: TF.js has no TruncateDiv)", kind=E)
+@register("div", forms="floats (Sum/n -> Mean, exp(x - max)/sum -> Softmax); integers rounding toward zero as in JAX (FloorDiv + fix-up: TF.js has no TruncateDiv)", kind=E)
 def _div(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
     if not _is_int(x):
+        for pattern in (patterns.softmax, patterns.mean):
+            fused = pattern(x, y)
+            if fused is not None:
+                return fused
         return tf.divide(x, y)
     q = tf.math.floordiv(x, y)
     if _dtype(x).is_unsigned:
@@ -231,10 +237,11 @@ def _relu_input(x: Value) -> tf.Tensor | None:
 
 def _maximum(x: Value, y: Value) -> Value:
     if _dtype(x).is_floating:
-        if _is_const(y, 0) and isinstance(x, tf.Tensor):
-            return tf.nn.relu(x)
-        if _is_const(x, 0) and isinstance(y, tf.Tensor):
-            return tf.nn.relu(y)
+        for a, b in ((x, y), (y, x)):
+            if isinstance(a, tf.Tensor) and _is_const(b, -np.inf):  # max(a, -inf) = a, NaN too
+                return a
+            if isinstance(a, tf.Tensor) and _is_const(b, 0):
+                return tf.nn.relu(a)
     if _is_bool(x):
         return tf.logical_or(x, y)
     return tf.maximum(x, y)
@@ -242,6 +249,9 @@ def _maximum(x: Value, y: Value) -> Value:
 
 def _minimum(x: Value, y: Value) -> Value:
     if _dtype(x).is_floating:
+        for a, b in ((x, y), (y, x)):
+            if _is_const(b, np.inf) and isinstance(a, tf.Tensor):
+                return a
         for a, b in ((x, y), (y, x)):
             inner = _relu_input(a)
             if inner is not None and _is_const(b, 6) and inner.shape.rank >= np.ndim(b):
@@ -251,12 +261,12 @@ def _minimum(x: Value, y: Value) -> Value:
     return tf.minimum(x, y)
 
 
-@register("max", forms="all dtypes; max(x, 0) -> Relu", kind=E)
+@register("max", forms="all dtypes; max(x, 0) -> Relu, max(x, -inf) -> x", kind=E)
 def _max(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
     return _maximum(x, y)
 
 
-@register("min", forms="all dtypes; min(Relu(x), 6) -> Relu6", kind=E)
+@register("min", forms="all dtypes; min(Relu(x), 6) -> Relu6, min(x, inf) -> x", kind=E)
 def _min(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
     return _minimum(x, y)
 

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow as tf
 
+from jaxport.lowering import patterns
 from jaxport.lowering.context import Ctx, Value, is_static, op_type, shape_of, static_shape
 from jaxport.lowering.registry import register
 
@@ -40,10 +41,13 @@ def _strip_leading_ones(shape: list) -> list:
     return shape[i:]
 
 
-@register("broadcast_in_dim", forms="static and symbolic shapes; stays compact (no BroadcastTo)", kind="raw")
+@register("broadcast_in_dim", forms="static and symbolic shapes; stays compact (no BroadcastTo); a reduction broadcast back over its axes keeps dims", kind="raw")
 def _broadcast_in_dim(ctx: Ctx, x: Value, *dyn: Value, shape: Sequence[Any], broadcast_dimensions: Sequence[int], **_: Any) -> Value:
     if dyn:
         ctx.refuse("dynamic shape operands", len(dyn))
+    kept = patterns.keepdims(x, broadcast_dimensions, len(shape))
+    if kept is not None:
+        return kept
     rank_in = len(ctx.in_avals[0].shape)
     have = list(shape_of(x))
     have = [1] * (rank_in - len(have)) + have
@@ -59,8 +63,8 @@ def _broadcast_in_dim(ctx: Ctx, x: Value, *dyn: Value, shape: Sequence[Any], bro
         return x
     if isinstance(x, np.ndarray):
         return x.reshape(out)
-    if None not in out:
-        return tf.reshape(x, out)
+    if out.count(None) <= 1:  # one unknown dim: Reshape with -1, no Shape/Pack ops
+        return tf.reshape(x, [-1 if d is None else d for d in out])
     dyn_shape = tf.shape(x)
     offset = len(have) - len(shape_of(x))
     parts = [dyn_shape[s - offset] if s is not None else tf.constant(1, tf.int32) for s in src]
@@ -121,10 +125,12 @@ def _dyn_dim(x: Value, axis: int) -> Any:
     return s if s is not None else tf.shape(x)[axis]
 
 
-@register("pad", forms="negative (cropping), positive and interior padding; scalar padding value")
+@register("pad", forms="negative (cropping), positive and interior padding; scalar padding value (zero: Pad, else PadV2)")
 def _pad(ctx: Ctx, x: Value, padding_value: Value, padding_config: Sequence[tuple]) -> Value:
     x = tf.convert_to_tensor(x)
-    pv = tf.convert_to_tensor(padding_value)
+    # A constant stays numpy: tf.pad emits Pad (which the converters fold into a convolution's
+    # padding) for a zero, PadV2 only for another value.
+    pv = padding_value if isinstance(padding_value, np.ndarray) else tf.convert_to_tensor(padding_value)
     rank = len(padding_config)
     for axis, (_, _, interior) in enumerate(padding_config):
         interior = int(interior)

@@ -121,9 +121,17 @@ def check_program(prog: Program, runtime: str, sizes_list: list[dict[str, int]],
 
 
 def op_types(lowered: LoweredProgram, name: str = "serving_default") -> list[str]:
-    """The TF op types in a lowered function's graph (nested function bodies included)."""
+    """The TF op types a lowered function runs: the ops its outputs depend on (ops a pattern
+    left unused, which TF and the converters prune, are not counted) and nested function bodies."""
     graph = lowered.signatures[name].graph
-    types = [op.type for op in graph.get_operations()]
+    live: dict[str, tf.Operation] = {}
+    stack = [t.op for t in graph.outputs]
+    while stack:
+        op = stack.pop()
+        if op.name not in live:
+            live[op.name] = op
+            stack += [t.op for t in op.inputs] + list(op.control_inputs)
+    types = [op.type for op in live.values()]
     for f in graph.as_graph_def().library.function:
         types += [n.op for n in f.node_def]
     return types

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from tests.lowering.harness import RUNTIMES, check_program, program
+from tests.lowering.harness import RUNTIMES, check_program, op_types, program
 
 B13 = [{"b": 1}, {"b": 3}]
 
@@ -126,6 +126,21 @@ _custom_vjp_sin.defvjp(lambda x: (jnp.sin(x), x), lambda x, g: (g * jnp.cos(x),)
 def test_rule(runtime: str, op, inputs: dict[str, str], atol: float, sizes, int_range) -> None:
     prog = program(lambda p, *xs: _out(op(*xs)), inputs)
     check_program(prog, runtime, sizes, atol=atol, int_range=int_range)
+
+
+@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
+def test_patterns_become_one_op(runtime: str) -> None:
+    """softmax, log_softmax, means and keepdims reductions as JAX spells them run as one op each."""
+    def fn(p, x, m):
+        centered = x - x.mean(-1, keepdims=True)
+        return {"softmax": jax.nn.softmax(jnp.where(m, x, -1e9)), "log_softmax": jax.nn.log_softmax(x),
+                "norm": centered * lax.rsqrt(jnp.var(x, -1, keepdims=True) + 1e-5),
+                "mean": x.mean((1, 2)), "max": x.max(1, keepdims=True) * x}
+
+    prog = program(fn, {"x": F, "m": "bool[b,5,6]"})
+    ops = op_types(check_program(prog, runtime, B13, atol=1e-5))
+    assert {"Softmax", "LogSoftmax", "Mean"} <= set(ops), ops
+    assert not set(ops) & {"Exp", "Log", "RealDiv", "Reshape", "Maximum"}, ops
 
 
 @pytest.mark.parametrize("runtime", sorted(RUNTIMES))
