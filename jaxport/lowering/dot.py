@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from jaxport.lowering.context import Ctx, Value, is_full, is_static, op_type
 from jaxport.lowering.registry import register
-from jaxport.lowering.shapes import transpose
+from jaxport.lowering.shapes import reshape_to, transpose
 
 
 def _prod(dims: Sequence[Any]) -> Any:
@@ -26,7 +26,7 @@ def _prod(dims: Sequence[Any]) -> Any:
 
 
 def _arrange(ctx: Ctx, x: tf.Tensor, shape: Sequence[Any], batch: list[int], contract: list[int], lhs: bool) -> tuple[tf.Tensor, bool]:
-    """`x` as a rank-3 (or rank-2 without batch) matrix operand; returns it and whether it is
+    """`x` as a matrix operand (batch dims, then two matrix dims); returns it and whether it is
     transposed relative to MatMul's natural order."""
     rank = len(shape)
     free = [i for i in range(rank) if i not in batch and i not in contract]
@@ -42,9 +42,7 @@ def _arrange(ctx: Ctx, x: tf.Tensor, shape: Sequence[Any], batch: list[int], con
     blocks = [second, first] if transposed else [first, second]
     mat = [[shape[i] for i in batch]] if batch else []
     mat += [[_prod([shape[i] for i in blk])] for blk in blocks]
-    want = [d for blk in mat for d in blk]
-    if len(batch) > 1:
-        want = [_prod([shape[i] for i in batch])] + want[len(batch):]
+    want = [d for blk in mat for d in blk]  # several batch dims stay: BatchMatMul takes them
     have = [shape[i] for i in order]
     if len(have) != len(want) or any(a is not b and not (is_static([a, b]) and int(a) == int(b)) for a, b in zip(have, want)):
         x = tf.reshape(x, ctx.reshape_shape(want))
@@ -87,9 +85,12 @@ def _matmul(ctx: Ctx, lhs: tf.Tensor, rhs: tf.Tensor, ls: Sequence[Any], rs: Seq
     dim, as one MatMul/BatchMatMul between the reshapes and transposes it needs."""
     (lc, rc), (lb, rb) = contract, batch
     b, tb = _arrange(ctx, rhs, rs, [int(i) for i in rb], [int(i) for i in rc], lhs=False)
-    if not lb and list(lc) == [len(ls) - 1] and len(ls) > 2:
-        # x[..., k] @ W[k, n]: a broadcasting BatchMatMul, no flattening Reshape (a Dense layer).
-        y = tf.linalg.matmul(lhs, b, transpose_b=tb)
+    n_free = len(ls) - len(lc)
+    if not lb and n_free > 1 and [int(i) for i in lc] == list(range(n_free, len(ls))):
+        # x[..., k] @ W[k, n] (a Dense layer; several trailing k dims merged): a broadcasting
+        # BatchMatMul, the free dims of x kept instead of flattened and restored.
+        a = lhs if len(lc) == 1 else reshape_to(ctx, lhs, list(ls[:n_free]) + [_prod(ls[n_free:])])
+        y = tf.linalg.matmul(a, b, transpose_b=tb)
         return y if is_full(y, out_shape) else tf.reshape(y, ctx.reshape_shape(out_shape))
     a, ta = _arrange(ctx, lhs, ls, [int(i) for i in lb], [int(i) for i in lc], lhs=True)
     if len(a.shape) == 2 and len(b.shape) == 3:

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 from jax.lax import GatherScatterMode
 
-from jaxport.lowering.context import Ctx, Value
+from jaxport.lowering.context import Ctx, Value, op_type, shape_of
 from jaxport.lowering.registry import register
 from jaxport.lowering.shapes import reshape_to
 
@@ -50,6 +50,10 @@ def _clamped_starts(ctx: Ctx, idx: tf.Tensor, dims: Sequence[int], sizes: Sequen
         hi_np = np.asarray(his, idx.dtype)
         return np.clip(idx, 0, hi_np), np.all((idx >= 0) & (idx <= hi_np), axis=-1)
     idx = tf.convert_to_tensor(idx)
+    if len(dims) == 1:  # one column (Embedding, take): no ReduceAll, and _column gets it free
+        col, hi = _column(idx, 0), tf.cast(his[0], idx.dtype)
+        valid = tf.logical_and(col >= 0, col <= hi)
+        return tf.expand_dims(tf.clip_by_value(col, tf.zeros_like(hi), hi), -1), valid
     hi = tf.stack([tf.cast(h, idx.dtype) for h in his])
     valid = tf.reduce_all(tf.logical_and(idx >= 0, idx <= hi), axis=-1)
     return tf.clip_by_value(idx, tf.zeros_like(hi), hi), valid
@@ -119,20 +123,38 @@ def _gather(ctx: Ctx, operand: Value, indices: Value, dimension_numbers: Any, sl
         batch_pos = [p for p in range(out_rank) if p not in {int(o) for o in dn.offset_dims}]
         mask = valid
         if batch_pos:
-            dyn = tf.shape(valid)
-            parts = [tf.constant(1, tf.int32)] * out_rank
-            for i, p in enumerate(batch_pos):
-                parts[p] = dyn[i]
-            mask = tf.reshape(valid, tf.stack(parts))
+            mask = tf.reshape(valid, _placed(valid, batch_pos, out_rank))
         fill = tf.constant(_fill_value(tf.as_dtype(ctx.out_aval.dtype), fill_value), ctx.out_dtype)
         g = tf.where(mask, g, fill)
     return g
 
 
+def _placed(x: tf.Tensor, positions: list[int], rank: int) -> list[int] | tf.Tensor:
+    """A shape of `rank` with `x`'s dims at `positions` and 1 elsewhere (static unless two or more
+    of `x`'s dims are unknown)."""
+    dims = shape_of(x)
+    if dims.count(None) <= 1:
+        out = [1] * rank
+        for p, d in zip(positions, dims):
+            out[p] = -1 if d is None else d
+        return out
+    dyn = tf.shape(x)
+    parts = [tf.constant(1, tf.int32)] * rank
+    for i, p in enumerate(positions):
+        parts[p] = dyn[i]
+    return tf.stack(parts)
+
+
 def _column(idx: Value, k: int) -> Value:
-    """`idx[..., k]` without an ellipsis StridedSlice (LiteRT's converter rejects it)."""
+    """`idx[..., k]` without an ellipsis StridedSlice (LiteRT's converter rejects it); free when
+    `idx` is a single column just added by ExpandDims or Reshape."""
     if isinstance(idx, np.ndarray):
         return idx[..., k]
+    shape = shape_of(idx)
+    if shape[-1] == 1 and op_type(idx) in ("ExpandDims", "Reshape") and shape.count(None) <= 1:
+        source = idx.op.inputs[0]
+        if shape_of(source) == shape[:-1]:
+            return source
     return tf.gather(idx, k, axis=-1)
 
 
