@@ -17,7 +17,8 @@ demo: bootstrap
 test: bootstrap
 	.venv/bin/pytest -q -p no:cacheprovider -m "not slow"
 
-# The larger models (keras.applications families, EfficientNet): CI runs these after `make test`.
+# The larger models (keras.applications families, EfficientNet) and every lowering rule in TF.js
+# (Node) and LiteRT: CI runs these after `make test`.
 test-slow: bootstrap
 	.venv/bin/pytest -q -p no:cacheprovider -m slow
 

@@ -29,6 +29,12 @@ How the graph is built:
   and `scan`s of static length up to 128 are unrolled; anything else is a `tf.while_loop`
   (TF.js then needs `executeAsync`).
 
+What the runtimes lack (the rule lowers, but the runtime cannot run the op; each is a strict
+xfail in `tests/lowering/test_rules.py`): TF.js has no bitwise ops or shifts, no NextAfter and
+no float16 (a round trip through float16 does not round); LiteRT's builtin ops have no bitwise
+ops or shifts, no NextAfter and no integer MatMul. When the lowered graph does not convert to
+TFLite, the TFLite target falls back to the orbax path and says so in report.json.
+
 Known differences from XLA: a max-pooling window lying entirely in padding gives the lowest
 finite value instead of `-inf`; `scatter` (set) with duplicate indices keeps one of the
 updates (as XLA, but not necessarily the same one); NaN ordering in `sort` follows TF.

@@ -40,6 +40,27 @@ def _unary(tf_fn):
     return rule
 
 
+_SMALL = 2.0 ** -7  # below it, x ± x³/6 is exact to float32 (LiteRT's log1p/expm1 are not)
+
+
+def _small_or(x: Value, cubic_sign: float, big: Value) -> Value:
+    """`big`, or x + cubic_sign * x³/6 where |x| < _SMALL (the odd Taylor series of sinh/asinh)."""
+    small = x + tf.constant(cubic_sign / 6, x.dtype) * x * x * x
+    return tf.where(tf.abs(x) < tf.constant(_SMALL, x.dtype), small, big)
+
+
+def _sinh(x: Value) -> Value:
+    return _small_or(x, 1.0, (tf.exp(x) - tf.exp(-x)) * tf.constant(0.5, x.dtype))
+
+
+def _asinh(x: Value) -> Value:
+    """sign(x) * log1p(a + a² / (1 + sqrt(1 + a²))), a = |x|, written so that neither a huge nor a
+    zero `a` overflows or divides by zero."""
+    a = tf.abs(x)
+    inv = tf.math.reciprocal(a)
+    return _small_or(x, -1.0, tf.sign(x) * tf.math.log1p(a + a / (inv + tf.sqrt(1 + inv * inv))))
+
+
 _UNARY = {
     "exp": tf.exp,
     "log": tf.math.log,
@@ -53,9 +74,9 @@ _UNARY = {
     "asin": tf.asin,
     "acos": tf.acos,
     "atan": lambda x: tf.atan2(x, tf.ones_like(x)),  # TFLite has ATAN2, not ATAN
-    "sinh": tf.sinh,
+    "sinh": _sinh,  # no SINH in TFLite
     "cosh": lambda x: (tf.exp(x) + tf.exp(-x)) * tf.constant(0.5, x.dtype),  # no COSH in TFLite
-    "asinh": tf.asinh,
+    "asinh": _asinh,  # no ASINH in TFLite
     "acosh": tf.acosh,
     "atanh": tf.atanh,
     "sqrt": tf.sqrt,

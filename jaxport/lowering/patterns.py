@@ -9,14 +9,14 @@ unused are pruned by TF and by the converters.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from jaxport.lowering.context import Value, op_type
+from jaxport.lowering.context import Value, op_type, shape_of
 
-_REDUCTIONS = {"Sum": tf.reduce_sum, "Max": tf.reduce_max, "Min": tf.reduce_min,
+_REDUCTIONS = {"Sum": tf.reduce_sum, "Mean": tf.reduce_mean, "Max": tf.reduce_max, "Min": tf.reduce_min,
                "Prod": tf.reduce_prod, "All": tf.reduce_all, "Any": tf.reduce_any}
 
 
@@ -60,6 +60,26 @@ def keepdims(x: Value, broadcast_dimensions: Sequence[int], out_rank: int) -> tf
     if list(broadcast_dimensions) != [d for d in range(out_rank) if d not in axes]:
         return None
     return _REDUCTIONS[x.op.type](source, axis=axes, keepdims=True)
+
+
+def reshaped_keepdims(x: Value, dims: Sequence[Any]) -> tf.Tensor | None:
+    """A reduction (keep_dims=False) reshaped to `dims`, its input's rank with 1 at the reduced
+    axes (GlobalAveragePooling2D then Reshape((1, 1, C))): the reduction with keep_dims=True."""
+    if op_type(x) not in _REDUCTIONS or x.op.get_attr("keep_dims"):
+        return None
+    axes = _reduced_axes(x)
+    if axes is None or len(dims) != x.op.inputs[0].shape.rank or any(not _is_int(dims[a], 1) for a in axes):
+        return None
+    rest = [d for i, d in enumerate(dims) if i not in axes]
+    have = shape_of(x)
+    if have.count(None) > 1 or any(_is_int(d) != (h is not None) or (h is not None and int(d) != h)
+                                   for d, h in zip(rest, have)):
+        return None
+    return _REDUCTIONS[x.op.type](x.op.inputs[0], axis=axes, keepdims=True)
+
+
+def _is_int(d: Any, value: int | None = None) -> bool:
+    return isinstance(d, (int, np.integer)) and (value is None or int(d) == value)
 
 
 def mean(num: Value, den: Value) -> tf.Tensor | None:

@@ -73,12 +73,15 @@ def _broadcast_in_dim(ctx: Ctx, x: Value, *dyn: Value, shape: Sequence[Any], bro
     return y
 
 
-@register("reshape", forms="static and symbolic new_sizes; dimensions (a transpose first); adding or removing leading 1-dims is free", kind="raw")
+@register("reshape", forms="static and symbolic new_sizes; dimensions (a transpose first); adding or removing leading 1-dims is free; a reduction reshaped to keep its dims keeps them", kind="raw")
 def _reshape(ctx: Ctx, x: Value, *dyn: Value, new_sizes: Sequence[Any], dimensions: Any, **_: Any) -> Value:
     if dyn:
         ctx.refuse("dynamic shape operands", len(dyn))
     transposed = dimensions is not None and list(dimensions) != list(range(len(dimensions)))
     target = ctx.out_aval.shape
+    kept = None if transposed else patterns.reshaped_keepdims(x, target)
+    if kept is not None:
+        return kept
     if not transposed and is_static(target) and None not in shape_of(x):
         if _strip_leading_ones(list(shape_of(x))) == _strip_leading_ones([int(d) for d in target]):
             return x  # e.g. a (C,) BatchNorm statistic reshaped to (1, 1, 1, C): already compact

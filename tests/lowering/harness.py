@@ -2,14 +2,13 @@
 lowered artifact in a runtime and compare with JAX.
 
 A runtime is a function `run(lowered, function_name, inputs) -> outputs` registered in
-`RUNTIMES`; tests parametrize over its keys so another runtime plugs in by adding one. TF.js
-(`run_tfjs`) and TFLite (`run_tflite`) are opt-in with JAXPORT_LOWERING_TFJS=1 and
-JAXPORT_LOWERING_TFLITE=1: each case is then converted and run under Node / in LiteRT.
+`RUNTIMES`; tests parametrize over `runtime_params()` so another runtime plugs in by adding one.
+TF runs in the quick suite; TF.js (`run_tfjs`, under Node) and TFLite (`run_tflite`, in LiteRT)
+convert every case, so they are marked `slow` and run with `make test-slow`.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any, Callable
 
 import jax
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from jaxport.lowering import LoweredProgram, lower_program
@@ -59,11 +59,20 @@ def run_tflite(lowered: LoweredProgram, name: str, inputs: dict[str, np.ndarray]
         shutil.rmtree(work, ignore_errors=True)
 
 
-RUNTIMES: dict[str, Runner] = {"tf": run_tf}
-if os.environ.get("JAXPORT_LOWERING_TFJS") == "1":  # opt-in: Node + js/ installed; slow
-    RUNTIMES["tfjs"] = run_tfjs
-if os.environ.get("JAXPORT_LOWERING_TFLITE") == "1":  # opt-in: one TFLite conversion per case; slow
-    RUNTIMES["tflite"] = run_tflite
+RUNTIMES: dict[str, Runner] = {"tf": run_tf, "tfjs": run_tfjs, "tflite": run_tflite}
+QUICK_RUNTIMES = {"tf"}
+
+
+def runtime_params(gaps: dict[str, str] | None = None) -> list[Any]:
+    """pytest params over `RUNTIMES`: the converting runtimes marked slow, and a runtime named
+    in `gaps` (runtime -> why) a strict xfail: an op that runtime lacks, recorded so a fix shows."""
+    params = []
+    for name in sorted(RUNTIMES):
+        marks = [] if name in QUICK_RUNTIMES else [pytest.mark.slow]
+        if gaps and name in gaps:
+            marks.append(pytest.mark.xfail(strict=True, reason=gaps[name]))
+        params.append(pytest.param(name, marks=marks, id=name))
+    return params
 
 
 def program(fn: Callable[..., Any], inputs: dict[str, str], params: Any = None, name: str = "serving_default") -> Program:

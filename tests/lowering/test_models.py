@@ -19,7 +19,7 @@ import pytest  # noqa: E402
 from jaxport.program import Function, Program  # noqa: E402
 from jaxport.specs import parse_spec  # noqa: E402
 from jaxport.verify.runtimes import SavedModelRunner, TfliteRunner  # noqa: E402
-from tests.lowering.harness import RUNTIMES, assert_close, check_program, op_types, random_inputs, reference, tflite_convert  # noqa: E402
+from tests.lowering.harness import assert_close, check_program, op_types, random_inputs, reference, runtime_params, tflite_convert  # noqa: E402
 from tests.zoo import with_real_bn  # noqa: E402
 
 B13 = [{"b": 1}, {"b": 3}]
@@ -104,7 +104,7 @@ def model_case(request: pytest.FixtureRequest) -> tuple[str, Program, float]:
     return request.param, keras_program(build(), spec), atol
 
 
-@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
+@pytest.mark.parametrize("runtime", runtime_params())
 def test_keras_model(model_case: tuple[str, Program, float], runtime: str) -> None:
     name, prog, atol = model_case
     sizes = [dict(s, s=7) for s in B13] if name == "transformer" else B13
@@ -171,7 +171,7 @@ def composite() -> Program:
     return _vmapped_composite()
 
 
-@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
+@pytest.mark.parametrize("runtime", runtime_params())
 def test_vmapped_composite(composite: Program, runtime: str) -> None:
     check_program(composite, runtime, B13, atol=3e-5)
 
