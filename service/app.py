@@ -14,7 +14,7 @@ from fastapi import FastAPI
 import jaxport
 from jaxport.jobs import JobStore
 from jaxport.storage import open_storage
-from service import errors, jobs, ops
+from service import errors, jobs, ops, ui
 from service.config import Settings
 from service.metrics import MetricsMiddleware
 
@@ -47,4 +47,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(jobs.router)
     app.include_router(ops.router)
+    app.include_router(ui.router)
     return app

@@ -1,13 +1,18 @@
 """Artifact downloads: a `302` to a presigned URL when the backend has one, else the bytes
-streamed from storage with single-range `Range` support (206 / 416)."""
+streamed from storage with single-range `Range` support (206 / 416); and one member of a
+stored zip, read with ranged reads (`zip_member`)."""
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
+from collections.abc import Iterator
 
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from jaxport.storage import Storage
+from jaxport.storage.base import CHUNK_BYTES
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 MEDIA_TYPES = {".zip": "application/zip", ".json": "application/json",
@@ -51,3 +56,55 @@ def artifact_response(storage: Storage, key: str, filename: str, range_header: s
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     return StreamingResponse(storage.iter_range(key, start, end), status_code=status, media_type=media, headers=headers)
+
+
+class StoredObject(io.RawIOBase):
+    """A read-only, seekable file over one stored object, read with ranged reads: zipfile can
+    read one member without fetching the whole archive. Raises ObjectNotFound on open."""
+
+    def __init__(self, storage: Storage, key: str) -> None:
+        self._storage, self._key, self._pos = storage, key, 0
+        self._size = storage.size(key)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        end = min(self._pos + len(buffer), self._size) - 1
+        if end < self._pos:
+            return 0
+        data = b"".join(self._storage.iter_range(self._key, self._pos, end))
+        buffer[:len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+def zip_member(storage: Storage, key: str, member: str) -> tuple[Iterator[bytes], int]:
+    """(the bytes of `member` of the stored zip `key` in chunks, its size). Raises
+    ObjectNotFound, or KeyError when the zip has no such member."""
+    fh = io.BufferedReader(StoredObject(storage, key), 64 * 1024)
+    try:
+        archive = zipfile.ZipFile(fh)
+        info = archive.getinfo(member)
+        stream = archive.open(info)
+    except BaseException:
+        fh.close()
+        raise
+
+    def chunks() -> Iterator[bytes]:
+        with fh, archive, stream:
+            while chunk := stream.read(CHUNK_BYTES):
+                yield chunk
+
+    return chunks(), info.file_size

@@ -1,4 +1,5 @@
-"""`/v1/jobs`: submit, read, list, watch (SSE), download, cancel/delete (DESIGN.md §5)."""
+"""`/v1/jobs`: submit, read, list, watch (SSE), download, cancel/delete (DESIGN.md §5), and
+single files of a job's TF.js model (what `tf.loadGraphModel` fetches in the web UI)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from jaxport.options import ConvertOptions, OptionsError
 from jaxport.storage import ObjectNotFound, Storage
 from service import metrics
 from service.auth import tenant_for
-from service.downloads import artifact_response
+from service.downloads import artifact_response, zip_member
 from service.errors import NotFound, ServiceUnavailable
 from service.uploads import Upload, UploadError, receive_upload
 from workers.app import enqueue
@@ -231,6 +232,28 @@ async def get_artifact(request: Request, job_id: str, name: str, tenant: Tenant)
                                        request.headers.get("range"))
     except ObjectNotFound:
         raise NotFound(f"artifact {name} of job {job_id} is gone from storage") from None
+
+
+@router.get("/{job_id}/tfjs/{path:path}", summary="One file of the job's TF.js model",
+            responses={200: {"content": {"application/json": {}, "application/octet-stream": {}}}})
+async def get_tfjs_file(request: Request, job_id: str, path: str, tenant: Tenant) -> Response:
+    """`path` is a member of `tfjs.zip` (`model.json`, a weight shard, or `<function>/…` for a
+    job with several functions), so `tf.loadGraphModel(".../tfjs/model.json")` finds its shards.
+    Any other path is a 404."""
+    record = await _get_owned(request, job_id, tenant)
+    if "tfjs.zip" not in {a["name"] for a in record["artifacts"]}:
+        raise NotFound(f"job {job_id} has no TF.js model (status {record['status']})",
+                       "wait for the job to finish; submit it with the tfjs target")
+    try:
+        chunks, size = await run_in_threadpool(zip_member, _storage(request),
+                                               artifact_key(job_id, "tfjs.zip"), path)
+    except ObjectNotFound:
+        raise NotFound(f"artifact tfjs.zip of job {job_id} is gone from storage") from None
+    except KeyError:
+        raise NotFound(f"the TF.js model of job {job_id} has no file {path!r}",
+                       "start from model.json (or <function>/model.json)") from None
+    media = "application/json" if path.endswith(".json") else "application/octet-stream"
+    return StreamingResponse(chunks, media_type=media, headers={"Content-Length": str(size)})
 
 
 @router.delete("/{job_id}", summary="Cancel a queued or running job; delete a finished one",
