@@ -7,7 +7,8 @@ plain-TF graph (not the orbax fallback). Models get real BatchNorm statistics
 verify) is printed once at the end of the module.
 
 Keras 3.15's keras.applications has no RegNet. Each family is tested at its smallest member
-and input size (32x32; Xception 71, InceptionV3 75): the larger members add no new op forms.
+and input size (32x32; Xception 71, InceptionV3 and InceptionResNetV2 75): the larger members
+add no new op forms.
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ CASES: dict[str, Case] = {
     "convnext_tiny": Case(_app(keras.applications.ConvNeXtTiny), slow=True),
     "xception": Case(_app(keras.applications.Xception, size=71), slow=True),
     "inception_v3": Case(_app(keras.applications.InceptionV3, size=75), slow=True),
+    "inception_resnet_v2": Case(_app(keras.applications.InceptionResNetV2, size=75), slow=True),
     "nasnet_mobile": Case(_app(keras.applications.NASNetMobile), slow=True),
     "vgg16": Case(_vgg16),
     "conv1d": Case(_stack((20, 4), lambda: L.Conv1D(8, 3, padding="causal", dilation_rate=2,

@@ -1,4 +1,5 @@
-"""End to end: real models → SavedModel and TFLite, each run in its runtime at batch 1 and 3."""
+"""End to end: real models and manifest composites → SavedModel, TFLite and TF.js, each run in
+its runtime (TF, LiteRT, TF.js under Node) at batch 1 and 3; TFLite from the lowered graph."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from jaxport.options import ConvertOptions
 from jaxport.pipeline import convert_archive
 from tests import zoo
 
-TARGETS = ["savedmodel", "tflite"]
+TARGETS = ["savedmodel", "tflite", "tfjs"]
 
 
 def _assert_ok(report: dict, out: Path, targets=TARGETS) -> None:
@@ -21,6 +22,8 @@ def _assert_ok(report: dict, out: Path, targets=TARGETS) -> None:
         assert result["status"] == "ok", (target, result["error"])
         assert result["parity"]["passed"] and result["parity"]["batch_sizes"] == [1, 3]
         assert (out / result["path"]).exists() and result["bytes"] > 0
+    if "tflite" in targets:
+        assert report["targets"]["tflite"]["source"] == "lowered", report["targets"]["tflite"].get("source_reason")
     assert json.loads((out / "report.json").read_text()) == json.loads(json.dumps(report))
 
 
