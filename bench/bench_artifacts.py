@@ -12,9 +12,10 @@ are exported three ways:
   `XlaCallModule` goes through StableHLO).
 
 Printed per model: TF.js latency under Node (cpu backend) and LiteRT latency at 1 thread
-(batch 1; median over rounds that alternate the artifacts, each round itself a median of
-several runs), artifact bytes, op count (TFLite: ops of the signature's subgraph; TF.js:
-model.json nodes other than Const/Placeholder), and each ratio. The max |ours − native| of the
+(batch 1; median over rounds that alternate the artifacts, in reverse order every other
+round, each round itself a median of several runs), artifact bytes, op count (TFLite: ops of
+the signature's subgraph; TF.js: model.json nodes other than Const/Placeholder), and each
+ratio. The max |ours − native| of the
 LiteRT outputs shows the two really compute the same function.
 
 usage: .venv/bin/python bench/bench_artifacts.py [--models mobilenet_v2_96,bert] [--rounds 3]
@@ -273,10 +274,11 @@ def measure(spec: Spec, art: Artifacts, rounds: int, tfjs_runs: int, tflite_runs
     runner = shared_runner()
     lat: dict[str, list[float]] = {f"tflite/{k}": [] for k in ready_tflite}
     lat.update({f"tfjs/{k}": [] for k in ready_tfjs})
-    for _ in range(rounds):
-        for k, interp in ready_tflite.items():
+    for round_ in range(rounds):
+        flip = -1 if round_ % 2 else 1  # every other round runs the artifacts in reverse order
+        for k, interp in list(ready_tflite.items())[::flip]:
             lat[f"tflite/{k}"].append(interp.median_ms(tflite_runs))
-        for k, path in ready_tfjs.items():
+        for k, path in list(ready_tfjs.items())[::flip]:
             _, timing = runner.benchmark(path, _feed(tfjs_input_names(path), inputs),
                                          warmup=2, runs=tfjs_runs)
             lat[f"tfjs/{k}"].append(timing.median_ms)
