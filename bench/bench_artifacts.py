@@ -15,8 +15,8 @@ Printed per model: TF.js latency under Node (cpu backend) and LiteRT latency at 
 (batch 1; median over rounds that alternate the artifacts, in reverse order every other
 round, each round itself a median of several runs), artifact bytes, op count (TFLite: ops of
 the signature's subgraph; TF.js: model.json nodes other than Const/Placeholder), and each
-ratio. The max |ours − native| of the
-LiteRT outputs shows the two really compute the same function.
+ratio. The max |ours − native| of the LiteRT outputs shows the two really compute the same
+function.
 
 usage: .venv/bin/python bench/bench_artifacts.py [--models mobilenet_v2_96,bert] [--rounds 3]
 """

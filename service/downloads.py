@@ -19,6 +19,10 @@ MEDIA_TYPES = {".zip": "application/zip", ".json": "application/json",
                ".tflite": "application/octet-stream"}
 
 
+def media_type(filename: str) -> str:
+    return MEDIA_TYPES.get("." + filename.rsplit(".", 1)[-1], "application/octet-stream")
+
+
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None | bool:
     """`(start, end)` inclusive for a satisfiable single range; None to send everything
     (no header, or a form we do not serve such as multi-range); False when unsatisfiable."""
@@ -43,7 +47,7 @@ def artifact_response(storage: Storage, key: str, filename: str, range_header: s
     if url:
         return RedirectResponse(url, status_code=302)
     size = storage.size(key)
-    media = MEDIA_TYPES.get("." + filename.rsplit(".", 1)[-1], "application/octet-stream")
+    media = media_type(filename)
     headers = {"Accept-Ranges": "bytes",
                "Content-Disposition": f'attachment; filename="{filename}"'}
     wanted = parse_range(range_header, size)

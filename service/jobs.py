@@ -25,7 +25,7 @@ from jaxport.options import ConvertOptions, OptionsError
 from jaxport.storage import ObjectNotFound, Storage
 from service import metrics
 from service.auth import tenant_for
-from service.downloads import artifact_response, zip_member
+from service.downloads import artifact_response, media_type, zip_member
 from service.errors import NotFound, ServiceUnavailable
 from service.uploads import Upload, UploadError, receive_upload
 from workers.app import enqueue
@@ -252,8 +252,7 @@ async def get_tfjs_file(request: Request, job_id: str, path: str, tenant: Tenant
     except KeyError:
         raise NotFound(f"the TF.js model of job {job_id} has no file {path!r}",
                        "start from model.json (or <function>/model.json)") from None
-    media = "application/json" if path.endswith(".json") else "application/octet-stream"
-    return StreamingResponse(chunks, media_type=media, headers={"Content-Length": str(size)})
+    return StreamingResponse(chunks, media_type=media_type(path), headers={"Content-Length": str(size)})
 
 
 @router.delete("/{job_id}", summary="Cancel a queued or running job; delete a finished one",

@@ -15,7 +15,7 @@ from jax.lax import GatherScatterMode
 
 from jaxport.lowering.context import Ctx, Value, op_type, shape_of
 from jaxport.lowering.registry import register
-from jaxport.lowering.shapes import reshape_to
+from jaxport.lowering.shapes import placed_shape, reshape_to
 
 
 def _same_dim(a: Any, b: Any) -> bool:
@@ -123,26 +123,11 @@ def _gather(ctx: Ctx, operand: Value, indices: Value, dimension_numbers: Any, sl
         batch_pos = [p for p in range(out_rank) if p not in {int(o) for o in dn.offset_dims}]
         mask = valid
         if batch_pos:
-            mask = tf.reshape(valid, _placed(valid, batch_pos, out_rank))
+            mask = tf.reshape(valid, placed_shape(valid, [batch_pos.index(p) if p in batch_pos else None
+                                                          for p in range(out_rank)]))
         fill = tf.constant(_fill_value(tf.as_dtype(ctx.out_aval.dtype), fill_value), ctx.out_dtype)
         g = tf.where(mask, g, fill)
     return g
-
-
-def _placed(x: tf.Tensor, positions: list[int], rank: int) -> list[int] | tf.Tensor:
-    """A shape of `rank` with `x`'s dims at `positions` and 1 elsewhere (static unless two or more
-    of `x`'s dims are unknown)."""
-    dims = shape_of(x)
-    if dims.count(None) <= 1:
-        out = [1] * rank
-        for p, d in zip(positions, dims):
-            out[p] = -1 if d is None else d
-        return out
-    dyn = tf.shape(x)
-    parts = [tf.constant(1, tf.int32)] * rank
-    for i, p in enumerate(positions):
-        parts[p] = dyn[i]
-    return tf.stack(parts)
 
 
 def _column(idx: Value, k: int) -> Value:

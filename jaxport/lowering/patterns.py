@@ -35,39 +35,39 @@ def _same(a: Value, b: Value) -> bool:
     return isinstance(a, tf.Tensor) and isinstance(b, tf.Tensor) and a.graph is b.graph and a.name == b.name
 
 
-def _is_reduction(x: Value, op: str, keep_dims: bool) -> bool:
-    return op_type(x) == op and bool(x.op.get_attr("keep_dims")) == keep_dims
-
-
 def _last_axis_keepdims(x: Value, op: str, of: tf.Tensor) -> bool:
     """Is `x` = `op`(`of`, axis=-1, keep_dims=True)?"""
-    if not _is_reduction(x, op, keep_dims=True) or not _same(x.op.inputs[0], of):
+    if op_type(x) != op or not x.op.get_attr("keep_dims") or not _same(x.op.inputs[0], of):
         return False
     return _reduced_axes(x) == [of.shape.rank - 1]
+
+
+def _unkept_axes(x: Value) -> list[int] | None:
+    """The axes of a reduction op output `x` made with keep_dims=False, else None."""
+    if op_type(x) not in _REDUCTIONS or x.op.get_attr("keep_dims"):
+        return None
+    return _reduced_axes(x)
+
+
+def _kept(x: tf.Tensor, axes: list[int]) -> tf.Tensor:
+    return _REDUCTIONS[x.op.type](x.op.inputs[0], axis=axes, keepdims=True)
 
 
 def keepdims(x: Value, broadcast_dimensions: Sequence[int], out_rank: int) -> tf.Tensor | None:
     """A reduction (keep_dims=False) broadcast back over its reduced axes: the same reduction
     with keep_dims=True, which broadcasts to the result (no Reshape)."""
-    if op_type(x) not in _REDUCTIONS or x.op.get_attr("keep_dims"):
-        return None
-    source = x.op.inputs[0]
-    axes = _reduced_axes(x)
-    if axes is None or source.shape.rank != out_rank or x.shape.rank != len(broadcast_dimensions):
-        return None
-    if axes != [d for d in range(out_rank) if d not in broadcast_dimensions]:
+    axes = _unkept_axes(x)
+    if axes is None or x.op.inputs[0].shape.rank != out_rank:
         return None
     if list(broadcast_dimensions) != [d for d in range(out_rank) if d not in axes]:
         return None
-    return _REDUCTIONS[x.op.type](source, axis=axes, keepdims=True)
+    return _kept(x, axes)
 
 
 def reshaped_keepdims(x: Value, dims: Sequence[Any]) -> tf.Tensor | None:
     """A reduction (keep_dims=False) reshaped to `dims`, its input's rank with 1 at the reduced
     axes (GlobalAveragePooling2D then Reshape((1, 1, C))): the reduction with keep_dims=True."""
-    if op_type(x) not in _REDUCTIONS or x.op.get_attr("keep_dims"):
-        return None
-    axes = _reduced_axes(x)
+    axes = _unkept_axes(x)
     if axes is None or len(dims) != x.op.inputs[0].shape.rank or any(not _is_int(dims[a], 1) for a in axes):
         return None
     rest = [d for i, d in enumerate(dims) if i not in axes]
@@ -75,7 +75,7 @@ def reshaped_keepdims(x: Value, dims: Sequence[Any]) -> tf.Tensor | None:
     if have.count(None) > 1 or any(_is_int(d) != (h is not None) or (h is not None and int(d) != h)
                                    for d, h in zip(rest, have)):
         return None
-    return _REDUCTIONS[x.op.type](x.op.inputs[0], axis=axes, keepdims=True)
+    return _kept(x, axes)
 
 
 def _is_int(d: Any, value: int | None = None) -> bool:
@@ -114,13 +114,11 @@ def softmax(num: Value, den: Value) -> tf.Tensor | None:
 
 def log_softmax(x: Value, y: Value) -> tf.Tensor | None:
     """`g - Log(Sum(Exp(g), axis=-1, keep_dims))` with g = a - max(a): `LogSoftmax(a)`."""
-    if op_type(y) != "Log":
+    if op_type(y) != "Log" or op_type(y.op.inputs[0]) != "Sum":
         return None
     total = y.op.inputs[0]
-    if not _is_reduction(total, "Sum", keep_dims=True) or op_type(total.op.inputs[0]) != "Exp":
-        return None
     exp = total.op.inputs[0]
-    if not _same(exp.op.inputs[0], x) or not _last_axis_keepdims(total, "Sum", of=exp):
+    if op_type(exp) != "Exp" or not _same(exp.op.inputs[0], x) or not _last_axis_keepdims(total, "Sum", of=exp):
         return None
     a = _shifted_by_max(x)
     return None if a is None else tf.nn.log_softmax(a)

@@ -63,14 +63,21 @@ def _broadcast_in_dim(ctx: Ctx, x: Value, *dyn: Value, shape: Sequence[Any], bro
         return x
     if isinstance(x, np.ndarray):
         return x.reshape(out)
-    if out.count(None) <= 1:  # one unknown dim: Reshape with -1, no Shape/Pack ops
-        return tf.reshape(x, [-1 if d is None else d for d in out])
-    dyn_shape = tf.shape(x)
     offset = len(have) - len(shape_of(x))
-    parts = [dyn_shape[s - offset] if s is not None else tf.constant(1, tf.int32) for s in src]
-    y = tf.reshape(x, tf.stack(parts))
+    y = tf.reshape(x, placed_shape(x, [None if s is None else s - offset for s in src]))
     y.set_shape(out)
     return y
+
+
+def placed_shape(x: tf.Tensor, axes: Sequence[int | None]) -> list[int] | tf.Tensor:
+    """A shape to reshape `x` to: entry p is `x`'s dim `axes[p]`, or 1 where that is None.
+    Static, with -1 for one unknown dim (no Shape/Pack ops), unless several are unknown."""
+    dims = shape_of(x)
+    static = [1 if a is None else dims[a] for a in axes]
+    if static.count(None) <= 1:
+        return [-1 if d is None else d for d in static]
+    dyn = tf.shape(x)
+    return tf.stack([tf.constant(1, tf.int32) if a is None else dyn[a] for a in axes])
 
 
 @register("reshape", forms="static and symbolic new_sizes; dimensions (a transpose first); adding or removing leading 1-dims is free; a reduction reshaped to keep its dims keeps them", kind="raw")
