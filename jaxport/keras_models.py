@@ -8,7 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from jaxport.errors import ModelLoadError
+from jaxport.specs import InputRange
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -18,9 +21,9 @@ class LoadedModel:
     """A Keras model plus the structure of its inputs and outputs."""
 
     model: Any
-    input_names: list[str]
+    input_names: list[str]  # positional order: Keras's flattened order (`model.inputs`)
     input_is_dict: bool
-    output_names: list[str]
+    output_names: list[str]  # flattened order (`model.outputs`); dict outputs by key
     output_is_dict: bool
     output_is_single: bool
 
@@ -31,16 +34,17 @@ class LoadedModel:
             "non_trainable": [v.value for v in self.model.non_trainable_variables],
         }
 
-    def call(self, params: dict[str, list], args: list | dict) -> list:
-        """Run `stateless_call(..., training=False)`; return outputs as a list in `output_names` order."""
+    def call(self, params: dict[str, list], args: dict) -> list:
+        """Run `stateless_call(..., training=False)` on inputs keyed by `input_names`.
+
+        Returns the outputs as a list in `output_names` order.
+        """
         if self.input_is_dict:
-            inputs = dict(args) if isinstance(args, dict) else dict(zip(self.input_names, args))
-        elif isinstance(args, dict):
-            inputs = [args[n] for n in self.input_names]
+            inputs: Any = dict(args)
         else:
-            inputs = list(args)
-        if not self.input_is_dict and len(inputs) == 1:
-            inputs = inputs[0]
+            inputs = [args[n] for n in self.input_names]
+            if len(inputs) == 1:
+                inputs = inputs[0]
         out, _ = self.model.stateless_call(
             params["trainable"], params["non_trainable"], inputs, training=False
         )
@@ -87,10 +91,20 @@ def load_keras_model(path: Path, *, trusted: bool, where: str = "") -> LoadedMod
     return describe(model, where)
 
 
+def _functional(model: Any) -> Any:
+    """The functional graph behind `model`: itself, or the one a `Sequential` wraps."""
+    return getattr(model, "_functional", None) or model
+
+
 def describe(model: Any, where: str = "") -> LoadedModel:
-    """Read the input/output structure of a built functional-style Keras model."""
-    inputs = getattr(model, "_inputs_struct", None)
-    outputs = getattr(model, "_outputs_struct", None)
+    """Read the input/output structure of a built functional or Sequential Keras model.
+
+    Names come in Keras's flattened order (for dicts, sorted by key: `model.inputs` order),
+    which is the order positional manifest `args` and list `bind`s follow.
+    """
+    graph = _functional(model)
+    inputs = getattr(graph, "_inputs_struct", None)
+    outputs = getattr(graph, "_outputs_struct", None)
     if inputs is None or outputs is None:
         raise ModelLoadError(
             f"model {getattr(model, 'name', '?')!r} has no known inputs (a subclassed model "
@@ -98,24 +112,102 @@ def describe(model: Any, where: str = "") -> LoadedModel:
             "build it as a functional model, or call it once on keras.Input tensors before saving",
             where=where,
         )
-    if isinstance(inputs, dict):
-        input_names, input_is_dict = list(inputs), True
-    else:
-        flat = inputs if isinstance(inputs, (list, tuple)) else [inputs]
-        input_names, input_is_dict = [t.name for t in flat], False
+    input_names = _flat_names(inputs)
     if isinstance(outputs, dict):
-        output_names, is_dict, single = list(outputs), True, False
+        output_names, is_dict, single = _flat_names(outputs), True, False
     elif isinstance(outputs, (list, tuple)):
-        output_names, is_dict, single = list(model.output_names), False, False
+        output_names, is_dict, single = list(graph.output_names), False, False
     else:
-        output_names, is_dict, single = list(model.output_names)[:1] or ["output_0"], False, True
-    return LoadedModel(model, input_names, input_is_dict, output_names, is_dict, single)
+        output_names, is_dict, single = list(graph.output_names)[:1] or ["output_0"], False, True
+    return LoadedModel(model, input_names, isinstance(inputs, dict), output_names, is_dict, single)
 
 
-def input_specs(model: Any) -> list[tuple[str, str, tuple]]:
-    """(name, dtype, shape) per model input, shape with `None` for unknown dims."""
-    inputs = model._inputs_struct
-    flat = list(inputs.values()) if isinstance(inputs, dict) else (
-        inputs if isinstance(inputs, (list, tuple)) else [inputs])
-    names = list(inputs) if isinstance(inputs, dict) else [t.name for t in flat]
-    return [(n, str(t.dtype), tuple(t.shape)) for n, t in zip(names, flat)]
+def _flat_names(struct: Any) -> list[str]:
+    """Names of a model's input or output structure in Keras's flattened order."""
+    import keras
+
+    if isinstance(struct, dict):
+        return list(keras.tree.flatten({k: k for k in struct}))
+    flat = struct if isinstance(struct, (list, tuple)) else [struct]
+    return [t.name for t in flat]
+
+
+def input_tensors(loaded: LoadedModel) -> dict[str, Any]:
+    """The symbolic `keras.Input` tensor of each model input, keyed by input name."""
+    inputs = _functional(loaded.model)._inputs_struct
+    if isinstance(inputs, dict):
+        return dict(inputs)
+    flat = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    return dict(zip(loaded.input_names, flat))
+
+
+def input_specs(loaded: LoadedModel) -> list[tuple[str, str, tuple]]:
+    """(name, dtype, shape) per model input in `input_names` order, `None` for unknown dims."""
+    tensors = input_tensors(loaded)
+    return [(n, str(tensors[n].dtype), tuple(tensors[n].shape)) for n in loaded.input_names]
+
+
+def input_ranges(loaded: LoadedModel) -> dict[str, InputRange]:
+    """Value ranges the model's first layers imply for its inputs, where they say one.
+
+    A float input read by `Rescaling` takes pixel values (0..255); one read by an adapted
+    `Normalization` takes mean ± 2σ of its statistics; an integer input read by an `Embedding`
+    (or a layer holding embeddings, e.g. keras_hub's ReversibleEmbedding or
+    TokenAndPositionEmbedding) takes ids below the smallest vocabulary it reaches. Nested
+    functional models are followed into their matching input.
+    """
+    graph = _functional(loaded.model)
+    found = {}
+    for name, tensor in input_tensors(loaded).items():
+        stated = _range_for(graph, tensor, np.dtype(str(tensor.dtype)))
+        if stated is not None:
+            found[name] = stated
+    return found
+
+
+def _range_for(graph: Any, tensor: Any, dtype: np.dtype) -> InputRange | None:
+    import keras
+
+    vocab: list[tuple[int, str]] = []
+    for layer, position in _consumers(graph, tensor):
+        if isinstance(layer, keras.Model) and hasattr(layer, "_inputs_struct"):
+            inner = keras.tree.flatten(_functional(layer)._inputs_struct)
+            if position < len(inner):
+                nested = _range_for(_functional(layer), inner[position], dtype)
+                if nested is not None and nested.kind == "ids":
+                    vocab.append((int(nested.high) + 1, nested.why))
+                elif nested is not None:
+                    return nested
+            continue
+        if dtype.kind == "f" and isinstance(layer, keras.layers.Rescaling):
+            return InputRange(0.0, 255.0, f"pixel values: the model reads it with a Rescaling "
+                                          f"layer ({layer.name!r})")
+        if dtype.kind == "f" and isinstance(layer, keras.layers.Normalization):
+            if getattr(layer, "mean", None) is not None and getattr(layer, "variance", None) is not None:
+                mean = np.asarray(layer.mean, np.float64)
+                std = np.sqrt(np.asarray(layer.variance, np.float64))
+                return InputRange(float((mean - 2 * std).min()), float((mean + 2 * std).max()),
+                                  f"mean ± 2σ of the Normalization layer {layer.name!r}")
+        if dtype.kind in "iu":
+            tables = [sub for sub in layer._flatten_layers()
+                      if isinstance(getattr(sub, "input_dim", None), int)]
+            if tables:
+                smallest = min(tables, key=lambda t: t.input_dim)
+                vocab.append((smallest.input_dim, f"ids below the vocabulary of "
+                                                  f"{type(smallest).__name__} {smallest.name!r}"))
+    if vocab:
+        size, why = min(vocab)
+        return InputRange(0.0, float(size - 1), f"{why} ({size})", "ids")
+    return None
+
+
+def _consumers(graph: Any, tensor: Any):
+    """(layer, position of `tensor` among the layer's inputs) for each layer reading `tensor`."""
+    import keras
+
+    for layer in getattr(graph, "_operations", []):
+        for node in getattr(layer, "_inbound_nodes", []):
+            flat = keras.tree.flatten(node.input_tensors)
+            for position, t in enumerate(flat):
+                if t is tensor:
+                    yield layer, position
