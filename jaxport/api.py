@@ -11,12 +11,16 @@ from jaxport.options import ConvertOptions
 def export(fn: Callable[..., Any], params: Any, *, inputs: dict[str, str], out_dir: str | Path,
            targets: list[str] | tuple[str, ...] = ("savedmodel", "tflite", "tfjs"),
            name: str = "serving_default", progress: Callable[[str, float, str], None] | None = None,
+           samples: Any = None, ranges: dict[str, tuple[float, float]] | None = None,
            **options: Any) -> dict:
     """Export `fn(params, *inputs)` to `out_dir`; return the report (also in `report.json`).
 
     `inputs` maps input names, in call order, to specs such as `"f32[b,2]"` (symbolic dims are
-    names). `fn` may return an array, a tuple of arrays or a dict. Other keyword options are
-    `ConvertOptions` fields (quantize, tfjs_quantize, atol, rtol, batch_sizes, ...).
+    names). `fn` may return an array, a tuple of arrays or a dict. `samples` is a samples.npz
+    path or a dict of arrays (keys as in `jaxport.samples`: real inputs, and `expected/<output>`
+    goldens checked first); `ranges` maps input names to `(low, high)`, the values generated
+    inputs are drawn from. Other keyword options are `ConvertOptions` fields (quantize,
+    tfjs_quantize, atol, rtol, tolerance, batch_sizes, ...).
     Raises `JaxportError` for bad specs or a function that does not trace; a target that fails
     is recorded in the report with `status: "failed"`.
     """
@@ -24,5 +28,5 @@ def export(fn: Callable[..., Any], params: Any, *, inputs: dict[str, str], out_d
     from jaxport.pipeline import convert_program
 
     opts = ConvertOptions(targets=list(targets), trusted=True, **options)
-    program = load_function_program(fn, params, inputs, name=name)
-    return convert_program(program, Path(out_dir), opts, progress)
+    program = load_function_program(fn, params, inputs, name=name, ranges=ranges)
+    return convert_program(program, Path(out_dir), opts, progress, samples)

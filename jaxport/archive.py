@@ -283,3 +283,9 @@ def extract_archive(path: Path, dest: Path, limits: ArchiveLimits | None = None)
         check_keras_file(models[name], where=f"{where}: {rel}", limits=limits)
     samples = root / SAMPLES_NAME
     return Source(info.kind, manifest, models, samples if samples.exists() else None)
+
+
+def check_zip_file(path: Path, where: str, limits: ArchiveLimits | None = None) -> None:
+    """Apply the member rules (count, methods, sizes, ratios) to a zip such as `samples.npz`."""
+    with _open_zip(path, where) as zf:
+        _check_zip(zf, where, limits or ArchiveLimits.from_env())

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from jaxport.errors import JaxportError
-from jaxport.options import ALL_TARGETS, TFJS_QUANTIZATIONS, TFLITE_QUANTIZATIONS, ConvertOptions
+from jaxport.options import (ALL_TARGETS, TFJS_QUANTIZATIONS, TFLITE_QUANTIZATIONS,
+                             TOLERANCE_RULES, ConvertOptions)
 
 
 class Progress:
@@ -61,6 +62,12 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     for name in _TOLERANCES:
         p.add_argument("--" + name.replace("_", "-"), type=float,
                        help=f"parity tolerance (default {getattr(ConvertOptions(), name)})")
+    p.add_argument("--tolerance", choices=TOLERANCE_RULES,
+                   help="parity rule: scale (max|got-want| <= atol + rtol*max|want|, the default) "
+                        "or numpy's elementwise allclose")
+    p.add_argument("--samples", type=Path,
+                   help="a samples.npz of real inputs and expected outputs (made with "
+                        "jaxport.samples.save); replaces the archive's own")
     p.add_argument("--safe", action="store_true",
                    help="refuse user Python code (Lambda layers); trusted mode is the CLI default")
     p.add_argument("--function", help="a JAX function as path/to/module.py:name (fn(params, *inputs))")
@@ -71,7 +78,8 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    tolerances = {n: getattr(args, n) for n in _TOLERANCES if getattr(args, n) is not None}
+    tolerances = {n: getattr(args, n) for n in (*_TOLERANCES, "tolerance")
+                  if getattr(args, n) is not None}
     options = ConvertOptions(
         targets=[t.strip() for t in args.targets.split(",") if t.strip()],
         quantize=args.quantize, tfjs_quantize=args.tfjs_quantize,
@@ -84,11 +92,11 @@ def _convert(args: argparse.Namespace) -> int:
 
         if not args.archive.exists():
             raise JaxportError(f"{args.archive}: no such file")
-        report = convert_archive(args.archive, args.out, options, progress)
+        report = convert_archive(args.archive, args.out, options, progress, _samples_path(args))
     else:
         raise JaxportError("nothing to convert", "give an ARCHIVE, or --function with --params "
                            "and --input")
-    return _summarize(report, args.out)
+    return summarize(report, args.out)
 
 
 def _convert_function(args: argparse.Namespace, options: ConvertOptions, progress: Progress) -> dict:
@@ -112,26 +120,48 @@ def _convert_function(args: argparse.Namespace, options: ConvertOptions, progres
     params = load_params(args.params) if args.params else {}
     progress("trace", 0.05, f"tracing {args.function}")
     program = load_function_program(fn, params, inputs)
-    return convert_program(program, args.out, options, progress)
+    return convert_program(program, args.out, options, progress, _samples_path(args))
 
 
-def _summarize(report: dict, out: Path) -> int:
+def _samples_path(args: argparse.Namespace) -> Path | None:
+    if args.samples is not None and not args.samples.is_file():
+        raise JaxportError(f"--samples {args.samples}: no such file",
+                           "make one with jaxport.samples.save(path, inputs=..., expected=...)")
+    return args.samples
+
+
+def summarize(report: dict, where: Path | str, stream: Any = None) -> int:
+    """Print the per-target table, the goldens check, the warnings and where the report is
+    (`where`: the output directory, or a URL); return the CLI exit code."""
+    stream = stream or sys.stdout
     failed = []
+    for function, parity in report.get("reference", {}).items():
+        state = "matches" if parity["passed"] else "DOES NOT match"
+        print(f"reference   {function}: the JAX function {state} samples.npz's expected outputs "
+              f"(max err ÷ scale {_fmt(parity['max_rel_err'])})", file=stream)
     for name, result in report["targets"].items():
         if result["status"] == "skipped":
             continue
         if result["status"] == "ok":
             parity = result["parity"]
-            print(f"{name:<11} ok      {result['path']}  ({result['bytes']} bytes, max abs err "
-                  f"{parity['max_abs_err']:.2g} at batch {parity['batch_sizes']})")
+            source = f", {result['source']}" if result.get("source") else ""
+            print(f"{name:<11} ok      {result['path']}  ({result['bytes']} bytes{source}; max err "
+                  f"÷ scale {_fmt(parity['max_rel_err'])}, max abs err "
+                  f"{parity['max_abs_err']:.2g} at batch {parity['batch_sizes']})", file=stream)
         else:
             failed.append(name)
             err = result["error"] or {}
-            print(f"{name:<11} FAILED  [{err.get('stage')}] {err.get('message')}")
+            print(f"{name:<11} FAILED  [{err.get('stage')}] {err.get('message')}", file=stream)
             if err.get("hint"):
-                print(f"{'':<20}hint: {err['hint']}")
-    print(f"report: {out / 'report.json'}")
+                print(f"{'':<20}hint: {err['hint']}", file=stream)
+    for warning in report.get("warnings", []):
+        print(f"warning: {warning}", file=stream)
+    print(f"report: {where if isinstance(where, str) else where / 'report.json'}", file=stream)
     return 1 if failed else 0
+
+
+def _fmt(value: float | None) -> str:
+    return "inf" if value is None else f"{value:.2g}"
 
 
 def build_parser() -> argparse.ArgumentParser:

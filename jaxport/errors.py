@@ -74,6 +74,20 @@ class LoweringError(JaxportError):
     http_status = 422
 
 
+class ReferenceMismatch(JaxportError):
+    """The composed JAX function does not reproduce the goldens of samples.npz."""
+
+    code = "reference_mismatch"
+    http_status = 422
+
+
+class ReferenceFailed(JaxportError):
+    """The composed JAX function could not be run on the verification inputs."""
+
+    code = "reference_failed"
+    http_status = 422
+
+
 class TargetError(JaxportError):
     """Building or running one target failed; recorded in report.json, other targets go on."""
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from jaxport.errors import ManifestError
 from jaxport.ops import OPS, check_op_params
-from jaxport.specs import TensorSpec, parse_spec
+from jaxport.specs import InputRange, TensorSpec, parse_range, parse_spec
 
 MANIFEST_NAME = "jaxport.toml"
 SAMPLES_NAME = "samples.npz"
@@ -49,6 +49,7 @@ class FunctionDef:
     inputs: list[TensorSpec]
     outputs: dict[str, str]  # output name -> bound name
     steps: list[Step]
+    ranges: dict[str, InputRange] = field(default_factory=dict)  # stated `range`s, by input
 
 
 @dataclass
@@ -101,7 +102,12 @@ def _parse_function(name: str, body: Any, models: dict[str, str]) -> FunctionDef
     if not isinstance(inputs_data, dict) or not inputs_data:
         raise ManifestError("inputs is missing or empty",
                             'e.g. inputs = { images = "f32[b,224,224,3]" }', where=where)
-    inputs = [parse_spec(k, v, where=f"{where}.inputs") for k, v in inputs_data.items()]
+    inputs, ranges = [], {}
+    for key, value in inputs_data.items():
+        spec, stated = _parse_input(key, value, f"{where}.inputs")
+        inputs.append(spec)
+        if stated is not None:
+            ranges[key] = stated
     steps_data = body.get("steps")
     if not isinstance(steps_data, list) or not steps_data:
         raise ManifestError("has no [[functions.%s.steps]]" % name,
@@ -121,7 +127,22 @@ def _parse_function(name: str, body: Any, models: dict[str, str]) -> FunctionDef
         if ref not in bound:
             raise ManifestError(f"outputs.{out_name} refers to {ref!r}, which no step binds",
                                 f"bound names: {sorted(bound)}", where=where)
-    return FunctionDef(name=name, inputs=inputs, outputs=dict(outputs), steps=steps)
+    return FunctionDef(name=name, inputs=inputs, outputs=dict(outputs), steps=steps, ranges=ranges)
+
+
+def _parse_input(name: str, value: Any, where: str) -> tuple[TensorSpec, InputRange | None]:
+    """`name = "f32[b,3]"`, or `name = { spec = "f32[b,3]", range = [0, 1] }`."""
+    if not isinstance(value, dict):
+        return parse_spec(name, value, where=where), None
+    unknown = set(value) - {"spec", "range"}
+    if unknown or "spec" not in value:
+        raise ManifestError(f"input {name!r}: a table input takes `spec` and optional `range`"
+                            + (f", not {sorted(unknown)}" if unknown else ""),
+                            f'e.g. {name} = {{ spec = "f32[b,224,224,3]", range = [0, 255] }}',
+                            where=where)
+    spec = parse_spec(name, value["spec"], where=where)
+    stated = parse_range(name, value["range"], spec, where=where) if "range" in value else None
+    return spec, stated
 
 
 def _parse_step(data: Any, where: str, models: dict[str, str], bound: set[str]) -> Step:

@@ -10,6 +10,7 @@ from jaxport.errors import JaxportError
 ALL_TARGETS = ("savedmodel", "tflite", "tfjs")
 TFLITE_QUANTIZATIONS = ("float16", "int8-dynamic", "int8")
 TFJS_QUANTIZATIONS = ("float16", "uint8", "uint16")
+TOLERANCE_RULES = ("scale", "elementwise")  # see jaxport.verify.compare
 
 
 class OptionsError(JaxportError):
@@ -22,8 +23,10 @@ class ConvertOptions:
     """What to build and how strictly to check it.
 
     `quantize` applies to TFLite (`float16`, `int8-dynamic`, `int8` = full integer calibrated on
-    samples); `tfjs_quantize` to TF.js weights. Tolerances apply to unquantized targets; a
-    quantized target is checked against `quantized_atol`/`quantized_rtol`.
+    samples); `tfjs_quantize` to TF.js weights. Tolerances apply to unquantized targets (and
+    to samples.npz goldens); a quantized target is checked against
+    `quantized_atol`/`quantized_rtol`. `tolerance` is the rule they follow: `scale`
+    (`max|got - want| <= atol + rtol * max|want|` per output) or numpy's `elementwise` one.
     """
 
     targets: list[str] = field(default_factory=lambda: list(ALL_TARGETS))
@@ -34,6 +37,7 @@ class ConvertOptions:
     rtol: float = 1e-3
     quantized_atol: float = 5e-2
     quantized_rtol: float = 5e-2
+    tolerance: str = "scale"
     batch_sizes: list[int] = field(default_factory=lambda: [1, 3])
     name: str | None = None
     trusted: bool = False
@@ -51,6 +55,7 @@ class ConvertOptions:
             )
         _check_choice("quantize", self.quantize, TFLITE_QUANTIZATIONS)
         _check_choice("tfjs_quantize", self.tfjs_quantize, TFJS_QUANTIZATIONS)
+        _check_choice("tolerance", self.tolerance, TOLERANCE_RULES)
         for name in ("atol", "rtol", "quantized_atol", "quantized_rtol"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from jaxport.specs import TensorSpec
+from jaxport.specs import InputRange, TensorSpec
 
 Params = Any  # a pytree of arrays
 
@@ -31,6 +31,21 @@ class Function:
     # jax.export constraints on the symbols, e.g. "s <= 512": declared, or learned by
     # `infer_outputs` from comparisons the models make (a position table of 512 rows).
     constraints: list[str] = field(default_factory=list)
+    # What verification feeds each input when samples.npz does not: stated in the manifest, or
+    # read off the models (a Rescaling input layer, the Embedding an id input reaches).
+    ranges: dict[str, InputRange] = field(default_factory=dict)
+
+    @property
+    def batch_symbol(self) -> str | None:
+        """The batch dim: the symbolic leading dim of the first input, if it has one."""
+        first = self.inputs[0].shape if self.inputs else ()
+        return first[0] if first and isinstance(first[0], str) else None
+
+    @property
+    def batched_inputs(self) -> list[TensorSpec]:
+        """The inputs whose leading dim is the batch symbol (their first axis holds rows)."""
+        b = self.batch_symbol
+        return [s for s in self.inputs if b is not None and s.shape[:1] == (b,)]
 
     @property
     def symbols(self) -> list[str]:
@@ -51,6 +66,14 @@ class Function:
 class Program:
     params: Params
     functions: dict[str, Function]
+    # Readable names of params by their pytree path as plain keys, e.g.
+    # ("embed", "trainable", 3) -> "embed: dense/kernel"; paths not in it are shown as is.
+    weight_names: dict[tuple, str] = field(default_factory=dict)
+
+    def weight_name(self, path: tuple) -> str:
+        """The readable name of the param at a `jax.tree_util` key path."""
+        plain = tuple(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))) for k in path)
+        return self.weight_names.get(plain) or jax.tree_util.keystr(path)
 
     def signature_json(self) -> dict:
         """The `functions` block of report.json."""

@@ -81,3 +81,37 @@ def parse_spec(name: str, text: str, *, where: str = "") -> TensorSpec:
                 where=where,
             )
     return TensorSpec(name, DTYPES[dtype_name], tuple(dims))
+
+
+@dataclass(frozen=True)
+class InputRange:
+    """The values verification feeds one input: `low..high` (inclusive), and why.
+
+    `kind` is `uniform` (floats drawn uniformly), `normal` (standard normal floats; no bounds),
+    `ids` (integers, e.g. a vocabulary) or `mask` (prefix masks of 1s then 0s along the last axis).
+    """
+
+    low: float
+    high: float
+    why: str
+    kind: str = "uniform"
+
+    def to_json(self) -> dict:
+        bounds = {"low": self.low, "high": self.high} if self.kind != "normal" else {}
+        return {"kind": self.kind, **bounds, "why": self.why}
+
+
+def parse_range(name: str, value: object, spec: TensorSpec, *, where: str = "",
+                why: str = "stated in the manifest") -> InputRange:
+    """A stated `range = [lo, hi]` for input `name`; integer bounds for integer inputs."""
+    ok = (isinstance(value, list) and len(value) == 2
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+          and value[0] <= value[1])
+    if not ok:
+        raise ManifestError(f"input {name!r}: range must be [low, high] with low <= high, "
+                            f"got {value!r}", "e.g. range = [0, 255]", where=where)
+    if spec.dtype.kind in "iu" and not all(float(v).is_integer() for v in value):
+        raise ManifestError(f"input {name!r} is {spec.dtype.name}: its range needs integer "
+                            f"bounds, got {value!r}", where=where)
+    kind = "ids" if spec.dtype.kind in "iu" else "uniform"
+    return InputRange(float(value[0]), float(value[1]), why, kind)

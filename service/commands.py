@@ -230,6 +230,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(f"job {job['id']}: {job['status']}", file=sys.stderr)
         if args.wait or args.out:
             job = client.wait(job["id"], _progress_printer())
+            if job["status"] in ("succeeded", "partial", "failed") and job.get("targets"):
+                from jaxport.cli import summarize
+
+                summarize(job, f"{args.server.rstrip('/')}/v1/jobs/{job['id']}/artifacts/"
+                               "report.json", sys.stderr)
         if args.out and job["status"] in ("succeeded", "partial"):
             _download_bundle(client, job["id"], args.out)
             print(f"unpacked into {args.out}", file=sys.stderr)

@@ -20,7 +20,7 @@ from jaxport.archive import inspect_archive
 from jaxport.errors import ArchiveError, JaxportError
 from jaxport.jobs import (ARTIFACT_NAMES, CANCELED, SUCCEEDED, TERMINAL, JobNotFound, JobRecord,
                           JobStore, artifact_key, events_channel, new_job_id, new_record,
-                          public_view)
+                          public_view, report_fields)
 from jaxport.options import ConvertOptions, OptionsError
 from jaxport.storage import ObjectNotFound, Storage
 from service import metrics
@@ -162,8 +162,8 @@ def _answer_from_cache(store: JobStore, storage: Storage, record: JobRecord, cac
         storage.copy(artifact_key(cached["id"], artifact["name"]),
                      artifact_key(record["id"], artifact["name"]))
     record.update(status=SUCCEEDED, stage="done", progress=1.0, cached_from=cached["id"],
-                  targets=cached["targets"], functions=cached["functions"],
-                  artifacts=cached["artifacts"], message="answered from an identical earlier job")
+                  **report_fields(cached), artifacts=cached["artifacts"],
+                  message="answered from an identical earlier job")
     store.create(record)
 
 

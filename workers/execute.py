@@ -15,7 +15,7 @@ from typing import Any
 
 from jaxport.errors import JaxportError
 from jaxport.jobs import (FAILED, PARTIAL, RUNNING, SUCCEEDED, TERMINAL, JobNotFound, JobRecord,
-                          JobStore, artifact_key)
+                          JobStore, artifact_key, report_fields)
 from jaxport.options import ConvertOptions
 from jaxport.storage import Storage
 from service.config import Settings
@@ -163,8 +163,7 @@ def _finish(job_id: str, store: JobStore, storage: Storage, report: dict,
     def changes(record: JobRecord) -> dict:
         status, error = _job_status(report, record["options"]["targets"])
         return {"status": status, "stage": "done", "progress": 1.0, "message": "", "error": error,
-                "targets": report.get("targets", {}), "functions": report.get("functions", {}),
-                "artifacts": artifacts}
+                **report_fields(report), "artifacts": artifacts}
 
     record = store.update(job_id, changes)
     if record is not None:

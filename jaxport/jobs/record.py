@@ -2,8 +2,9 @@
 
 A record is a JSON object kept in Redis. Fields: id, tenant, status, stage, progress, message,
 created_at, updated_at, options, upload {sha256, bytes, filename, key}, limits {timeout_s,
-max_memory_mb}, targets (report.json's per-target results), functions, artifacts [{name,
-bytes}], error {code, message, hint} | null, cached_from, attempts, worker.
+max_memory_mb}, the report.json sections of `REPORT_FIELDS` (targets: per-target results,
+functions, inputs, reference, warnings), artifacts [{name, bytes}], error {code, message,
+hint} | null, cached_from, attempts, worker.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ TERMINAL = frozenset({SUCCEEDED, PARTIAL, FAILED, CANCELED})
 ARTIFACT_NAMES = ("savedmodel.zip", "model.tflite", "tfjs.zip", "report.json", "bundle.zip")
 
 JobRecord = dict[str, Any]
+# report.json sections a finished job's record carries (and the API shows), with their empty values.
+REPORT_FIELDS: dict[str, Any] = {"targets": {}, "functions": {}, "inputs": {}, "reference": {},
+                                 "warnings": []}
 
 
 def new_job_id() -> str:
@@ -30,9 +34,14 @@ def new_record(job_id: str, tenant: str, options: dict, upload: dict, limits: di
     return {
         "id": job_id, "tenant": tenant, "status": QUEUED, "stage": "queued", "progress": 0.0,
         "message": "", "created_at": now, "updated_at": now, "options": options,
-        "upload": upload, "limits": limits, "targets": {}, "functions": {}, "artifacts": [],
+        "upload": upload, "limits": limits, **report_fields({}), "artifacts": [],
         "error": None, "cached_from": None, "attempts": 0, "worker": None,
     }
+
+
+def report_fields(source: dict) -> dict[str, Any]:
+    """The `REPORT_FIELDS` of a report or record (empty where it has none, as older records)."""
+    return {k: source.get(k, type(empty)()) for k, empty in REPORT_FIELDS.items()}
 
 
 def artifact_key(job_id: str, name: str) -> str:
@@ -52,8 +61,7 @@ def public_view(record: JobRecord, base_url: str = "") -> dict[str, Any]:
         "name": record["options"].get("name"),
         "options": {k: v for k, v in record["options"].items() if k != "trusted"},
         "upload": {k: record["upload"].get(k) for k in ("sha256", "bytes", "filename")},
-        "targets": record["targets"],
-        "functions": record["functions"],
+        **report_fields(record),
         "artifacts": [
             {**a, "url": f"{base_url}/v1/jobs/{record['id']}/artifacts/{a['name']}"}
             for a in record["artifacts"]

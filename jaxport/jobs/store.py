@@ -29,7 +29,15 @@ class JobNotFound(KeyError):
 
 
 def options_digest(options: dict) -> str:
-    return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:32]
+    """The result cache's digest of a job's options and of the jaxport version that ran it.
+
+    The version is part of it so that a release with a fixed bug never serves the verdicts
+    (or artifacts) of the release before it.
+    """
+    import jaxport
+
+    keyed = {"options": options, "jaxport_version": jaxport.__version__}
+    return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def events_channel(job_id: str) -> str:

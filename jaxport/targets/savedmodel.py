@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from jaxport.program import Function, Program
+from jaxport.targets.base import BuildContext, Target, register
+from jaxport.verify.compare import Parity
 
 
 def _poly_shape(function: Function) -> dict[str, str]:
@@ -55,3 +57,19 @@ def export_savedmodel(program: Program, out_dir: Path) -> Path:
     ]
     ExportManager(module, configs).save(str(out_dir))
     return Path(out_dir)
+
+
+def _build(ctx: BuildContext) -> tuple[Path, dict]:
+    path = export_savedmodel(ctx.program, ctx.out_dir / "savedmodel")
+    ctx._orbax = path  # the TFLite fallback reuses it
+    return path, {}
+
+
+def _verify(ctx: BuildContext, path: Path) -> Parity:
+    from jaxport.verify.runtimes import SavedModelRunner
+
+    runner = SavedModelRunner(path)
+    return ctx.parity(lambda c: runner.run(c.function, c.inputs), quantized=False)
+
+
+register(Target("savedmodel", _build, _verify))

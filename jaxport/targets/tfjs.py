@@ -26,6 +26,8 @@ from typing import Any, Iterable
 
 from jaxport.errors import TargetError
 from jaxport.options import TFJS_QUANTIZATIONS
+from jaxport.targets.base import BuildContext, Target, register
+from jaxport.verify.compare import Parity
 
 log = logging.getLogger(__name__)
 
@@ -340,3 +342,33 @@ def runtime_problems(model_json: Path) -> list[str]:
                 problems.add(f"{op} fused with {fused[0]}")
             problems.update(f"{op} fused with {a}" for a in fused[1:] if a not in _FUSABLE_ACTIVATIONS)
     return sorted(problems)
+
+
+def model_dir(out_dir: Path, functions: list[str], function: str) -> Path:
+    """Where a function's TF.js model lives: `tfjs/`, or `tfjs/<function>/` when there are several."""
+    base = Path(out_dir) / "tfjs"
+    return base if len(functions) == 1 else base / function
+
+
+def _build(ctx: BuildContext) -> tuple[Path, dict]:
+    saved_model = ctx.lowered_savedmodel()
+    out = ctx.out_dir / "tfjs"
+    if out.exists():
+        shutil.rmtree(out)
+    functions = list(ctx.program.functions)
+    for name in functions:
+        export_tfjs(saved_model, model_dir(ctx.out_dir, functions, name), signature=name,
+                    quantization=ctx.options.tfjs_quantize, shard_bytes=ctx.options.tfjs_shard_bytes)
+    return out, {"quantize": ctx.options.tfjs_quantize}
+
+
+def _verify(ctx: BuildContext, path: Path) -> Parity:
+    from jaxport.verify.tfjs import shared_runner
+
+    runner = shared_runner()
+    functions = list(ctx.program.functions)
+    return ctx.parity(lambda c: runner.run(model_dir(path.parent, functions, c.function), c.inputs),
+                      quantized=bool(ctx.options.tfjs_quantize))
+
+
+register(Target("tfjs", _build, _verify))

@@ -18,7 +18,9 @@ from typing import Iterable
 
 import numpy as np
 
-from jaxport.errors import TargetError
+from jaxport.errors import LoweringError, TargetError
+from jaxport.targets.base import BuildContext, Target, register
+from jaxport.verify.compare import Parity
 
 Calibration = Iterable[tuple[str, dict[str, np.ndarray]]]  # (signature, named inputs)
 
@@ -60,3 +62,44 @@ def _summary(exc: BaseException) -> str:
             return re.sub(r"^loc\(.*\):\s+", "", message)[:400]
     text = str(exc).strip()
     return (text.splitlines()[0] if text else type(exc).__name__)[:400]
+
+
+def _calibration(ctx: BuildContext) -> Calibration:
+    """Single-row calibration inputs per signature: every samples.npz row, else generated ones."""
+    from jaxport.verify.inputs import calibration_inputs
+
+    for name, function in ctx.program.functions.items():
+        for inputs in calibration_inputs(function, ctx.samples, ctx.options.seed):
+            yield name, inputs
+
+
+def _build(ctx: BuildContext) -> tuple[Path, dict]:
+    """From the lowered plain-TF graph (fast) when it lowers and converts; else from orbax."""
+    def convert(saved_model: Path) -> Path:
+        return export_tflite(
+            saved_model, ctx.out_dir / "model.tflite",
+            signatures=list(ctx.program.functions), quantize=ctx.options.quantize,
+            calibration=_calibration(ctx) if ctx.options.quantize == "int8" else None)
+
+    fields: dict = {"quantize": ctx.options.quantize}
+    try:
+        path = convert(ctx.lowered_savedmodel())
+        fields["source"] = "lowered"
+    except (LoweringError, TargetError) as lowered_exc:
+        reason = f"lowered graph: {lowered_exc}"
+        try:
+            path = convert(ctx.orbax_savedmodel())
+        except TargetError as exc:
+            raise TargetError(f"{exc}; before that, {reason}", exc.hint, stage="tflite") from None
+        fields.update(source="orbax", source_reason=reason)
+    return path, fields
+
+
+def _verify(ctx: BuildContext, path: Path) -> Parity:
+    from jaxport.verify.runtimes import TfliteRunner
+
+    runner = TfliteRunner(path)
+    return ctx.parity(lambda c: runner.run(c.function, c.inputs), quantized=bool(ctx.options.quantize))
+
+
+register(Target("tflite", _build, _verify))

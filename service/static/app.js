@@ -172,6 +172,9 @@ function renderJob(job) {
   const jobError = $("#job-error");
   jobError.hidden = !job.error;
   jobError.textContent = job.error ? errorText(job.error) : "";
+  const warnings = job.warnings || [];
+  $("#job-warnings").hidden = !warnings.length;
+  $("#job-warnings").replaceChildren(...warnings.map((w) => el("li", { textContent: `warning: ${w}` })));
   const targets = Object.entries(job.targets).map(([name, t]) => targetRow(name, t));
   $("#targets tbody").replaceChildren(...targets);
   $("#artifacts").replaceChildren(...job.artifacts.map((a) => el("li", {},
@@ -198,6 +201,7 @@ function targetRow(name, t) {
     el("td", { textContent: t.status, className: `status-${t.status}` }),
     el("td", { textContent: name === "tflite" ? fmt(t.source) : "—" }),
     el("td", { textContent: fmt(t.parity?.passed, (p) => (p ? "yes" : "no")) }),
+    el("td", { textContent: fmt(t.parity?.max_rel_err, (e) => e.toExponential(2)) }),
     el("td", { textContent: fmt(t.parity?.max_abs_err, (e) => e.toExponential(2)) }),
     el("td", { textContent: fmt(t.verify_seconds) }),
     el("td", { className: "failure" }, t.error ? errorText(t.error) : ""));
