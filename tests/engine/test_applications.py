@@ -1,10 +1,13 @@
 """End to end on code nobody here wrote: keras.applications families, layer kinds and keras_hub
-backbones → TFLite and TF.js, each run in its runtime (LiteRT, TF.js under Node) at batch 1 and 3.
+backbones → SavedModel, TFLite and TF.js, each run in its runtime (TensorFlow, LiteRT, TF.js under
+Node) at batch 1 and 3, on the inputs jaxport derives from the model (pixel values behind a
+Rescaling layer, ids below an Embedding's vocabulary, prefix masks).
 
 Every `.keras` file is converted with `convert_archive`; TFLite must come from the lowered
 plain-TF graph (not the orbax fallback). Models get real BatchNorm statistics
-(`zoo.with_real_bn`) so parity means something. The per-case wall time (build, save, convert,
-verify) is printed once at the end of the module.
+(`zoo.with_real_bn`) so parity means something, and no case may carry a warning that its check
+cannot tell. The per-case wall time (build, save, convert, verify) and the worst error ÷ scale
+per runtime are printed once at the end of the module.
 
 Keras 3.15's keras.applications has no RegNet. Each family is tested at its smallest member
 and input size (32x32; Xception 71, InceptionV3 and InceptionResNetV2 75): the larger members
@@ -28,7 +31,7 @@ from jaxport.options import ConvertOptions  # noqa: E402
 from jaxport.pipeline import convert_archive  # noqa: E402
 from tests import zoo  # noqa: E402
 
-TARGETS = ["tflite", "tfjs"]
+TARGETS = ["savedmodel", "tflite", "tfjs"]
 
 
 def _app(constructor: Callable[..., keras.Model], size: int = 32, **kwargs) -> Callable[[], keras.Model]:
@@ -132,39 +135,50 @@ def _params() -> list:
 
 
 @pytest.fixture(scope="module")
-def timings(request: pytest.FixtureRequest) -> Iterator[dict[str, tuple[float, float]]]:
-    """(wall, CPU of this process) seconds per case, printed as one table when the module is done.
+def timings(request: pytest.FixtureRequest) -> Iterator[dict[str, tuple]]:
+    """Per case: (wall, CPU of this process) seconds and the max error ÷ scale per target,
+    printed as one table when the module is done.
 
     TF.js runs in a Node process whose CPU is not counted; on a busy machine CPU is the better
     guide to what a case costs.
     """
-    seconds: dict[str, tuple[float, float]] = {}
+    seconds: dict[str, tuple] = {}
     yield seconds
     plugins = request.config.pluginmanager
     reporter = plugins.get_plugin("terminalreporter")
     if reporter is None or not seconds:
         return
     with plugins.get_plugin("capturemanager").global_and_fixture_disabled():
-        reporter.write_sep("-", "test_applications: seconds per case (build + save + convert + verify)")
-        reporter.write_line(f"{'case':<22} {'wall':>7} {'cpu':>7}")
-        for name, (wall, cpu) in sorted(seconds.items(), key=lambda kv: -kv[1][0]):
-            reporter.write_line(f"{name:<22} {wall:7.1f} {cpu:7.1f}")
-        walls, cpus = zip(*seconds.values())
+        reporter.write_sep("-", "test_applications: seconds per case (build + save + convert + "
+                                "verify), max error ÷ scale per runtime")
+        reporter.write_line(f"{'case':<22} {'wall':>7} {'cpu':>7} "
+                            + " ".join(f"{t:>10}" for t in TARGETS))
+        for name, (wall, cpu, errors) in sorted(seconds.items(), key=lambda kv: -kv[1][0]):
+            figures = " ".join(f"{_fmt(errors.get(t)):>10}" for t in TARGETS)
+            reporter.write_line(f"{name:<22} {wall:7.1f} {cpu:7.1f} {figures}")
+        walls, cpus, _ = zip(*seconds.values())
         reporter.write_line(f"{'total':<22} {sum(walls):7.1f} {sum(cpus):7.1f}")
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1e}"
 
 
 @pytest.mark.parametrize("name", _params())
 def test_converts_with_parity(name: str, tmp_path: Path,
                               timings: dict[str, tuple[float, float]]) -> None:
     t0, c0 = time.perf_counter(), time.process_time()
+    report: dict = {"targets": {}}
     try:
         path = zoo.save(CASES[name].build(), tmp_path / f"{name}.keras")
         report = convert_archive(path, tmp_path / "out", ConvertOptions(targets=TARGETS))
     finally:
-        timings[name] = (time.perf_counter() - t0, time.process_time() - c0)
+        errors = {t: (r.get("parity") or {}).get("max_rel_err") for t, r in report["targets"].items()}
+        timings[name] = (time.perf_counter() - t0, time.process_time() - c0, errors)
     results = {t: report["targets"][t] for t in TARGETS}
     failed = [f"{t}: {r['error']['message']}" for t, r in results.items() if r["status"] != "ok"]
     assert not failed, "\n".join(failed)
     for result in results.values():
         assert result["parity"]["passed"] and result["parity"]["batch_sizes"] == [1, 3]
     assert results["tflite"]["source"] == "lowered", results["tflite"].get("source_reason")
+    assert not report["warnings"], report["warnings"]

@@ -122,6 +122,26 @@ def test_ui_converts_downloads_and_runs_tfjs_in_the_browser(browser, api_url, ac
     page.close()
 
 
+def test_ui_shows_the_reports_warnings(browser, api_url, model_dir):
+    """A model whose output is constant converts fine, and the page says its check cannot tell."""
+    import zoo
+
+    x = zoo.keras.Input((4,), name="x")
+    dense = zoo.keras.layers.Dense(2, kernel_initializer="zeros", bias_initializer="zeros")
+    path = zoo.save(zoo.keras.Model(x, dense(x), name="constant"), model_dir / "constant.keras")
+    page = browser.new_page()
+    page.add_init_script(f"localStorage.setItem('jaxport.apiKey', '{KEYS['acme']}')")
+    page.goto(f"{api_url}/")
+    page.set_input_files("#file", str(path))
+    for target in ("tflite", "tfjs"):
+        page.uncheck(f"input[name=target][value={target}]")
+    page.click("#submit")
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=JOB_TIMEOUT_MS)
+    expect(page.locator("#job-warnings")).to_be_visible()
+    expect(page.locator("#job-warnings")).to_contain_text("the output is constant")
+    page.close()
+
+
 def test_ui_serves_its_files_and_the_tfjs_bundle(api_url):
     page = httpx.get(f"{api_url}/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
