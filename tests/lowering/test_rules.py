@@ -35,16 +35,32 @@ class Case(NamedTuple):
     sizes: list[dict[str, int]]
     int_range: tuple[int, int]
     gaps: dict[str, str]  # runtime -> the op it lacks (a strict xfail there)
+    rtol: float
 
 
 def case(id: str, op, inputs: dict[str, str], atol: float = 1e-5, sizes=B13, int_range=(-3, 8),
-         gaps: dict[str, str] | None = None) -> Case:
-    return Case(id, op, inputs, atol, sizes, int_range, gaps or {})
+         gaps: dict[str, str] | None = None, rtol: float = 1e-4) -> Case:
+    return Case(id, op, inputs, atol, sizes, int_range, gaps or {}, rtol)
 
 
 F = "f32[b,5,6]"
 _W76 = np.random.RandomState(0).randn(7, 6).astype(np.float32)  # a constant on the left of a dot
 dn2 = ("NHWC", "HWIO", "NHWC")
+# reduce_precision inputs beside random ones: overflow, ties to even, the reduced formats'
+# subnormals (flushed), float32 subnormals, zeros, infinities and NaN.
+_RP_SPECIAL = np.array([[1e6, -7e4, 65504, 65520, 65519.99, np.inf],
+                        [1 + 2**-11, 1 + 3 * 2**-11, -(1 + 2**-11 + 2**-20), 2**-14 - 2**-26, 2**-15, -6e-8],
+                        [np.nan, -np.inf, 0.0, -0.0, 3e38, -3.4e38],
+                        [2**-126, 1.5 * 2**-130, 255.5, -0.15625, 2**-62 * 0.75, 2.5],
+                        [1.5, 2**-6 * 1.0625, 240.0, 248.0, 57344.0, 61440.0]], np.float32)
+# (exponent_bits, mantissa_bits): float16, bfloat16, two float8s, exponent or mantissa only, 1 bit.
+_RP_FORMS = [(5, 10), (8, 7), (4, 3), (5, 2), (6, 23), (11, 4), (8, 0), (2, 1)]
+
+
+def _reduce_precision(x):
+    v = jnp.concatenate([x * 0 + _RP_SPECIAL, x * 1e5, x * 1e-5, x * 3], axis=1)
+    return tuple(lax.reduce_precision(v, e, m) for e, m in _RP_FORMS)
+
 conv = functools.partial(lax.conv_general_dilated)
 
 CASES = [
@@ -59,6 +75,7 @@ CASES = [
     case("erf_erfc", lambda x: (lax.erf(x), lax.erfc(x)), {"x": F}),
     case("erf_inv", lambda x: lax.erf_inv(jnp.tanh(x)), {"x": F}, atol=2e-5),
     case("round_even_away", lambda x: (jnp.round(x * 2), lax.round(x * 2, lax.RoundingMethod.AWAY_FROM_ZERO)), {"x": F}),
+    case("reduce_precision", _reduce_precision, {"x": F}, atol=1e-37, rtol=0),  # exact but float32 subnormals
     case("is_finite", lambda x: jnp.isfinite(jnp.log(x)), {"x": F}),
     case("integer_pow", lambda x: (x ** 2, x ** 3, x ** 7, 1 / (x ** 2 + 1), lax.integer_pow(x + 3, -2)), {"x": F}, atol=1e-4),
     case("pow", lambda x, y: jnp.power(jnp.abs(x) + 0.1, y), {"x": F, "y": F}, atol=1e-4),
@@ -148,7 +165,7 @@ def _grid() -> list:
 @pytest.mark.parametrize("runtime,c", _grid())
 def test_rule(runtime: str, c: Case) -> None:
     prog = program(lambda p, *xs: _out(c.op(*xs)), c.inputs)
-    check_program(prog, runtime, c.sizes, atol=c.atol, int_range=c.int_range)
+    check_program(prog, runtime, c.sizes, atol=c.atol, rtol=c.rtol, int_range=c.int_range)
 
 
 @pytest.mark.parametrize("runtime", runtime_params())
