@@ -37,7 +37,7 @@ TFLite, the TFLite target falls back to the orbax path and says so in report.jso
 
 Known differences from XLA: a max-pooling window lying entirely in padding gives the lowest
 finite value instead of `-inf`; `scatter` (set) with duplicate indices keeps one of the
-updates (as XLA, but not necessarily the same one); NaN ordering in `sort` follows TF;
+updates (as XLA, but not necessarily the same one);
 `reduce_precision` of a float32 subnormal operand (with 8 or more exponent bits) follows the
 runtime's flush-to-zero: TF and LiteRT on CPU give ±0 where XLA rounds its bits (TF.js agrees).
 

@@ -57,6 +57,19 @@ _RP_SPECIAL = np.array([[1e6, -7e4, 65504, 65520, 65519.99, np.inf],
 _RP_FORMS = [(5, 10), (8, 7), (4, 3), (5, 2), (6, 23), (11, 4), (8, 0), (2, 1)]
 
 
+def _with_nans(x):
+    """x with NaNs and ±inf in it (about one in five, one in nine and one in ten elements), made
+    by overflowing: the TFLite converter turns inf constants into ±FLT_MAX."""
+    inf = x * 1e30 * 1e30
+    return jnp.where(x > 0.85, inf - inf, jnp.where((x < -1.25) | ((x > 0.6) & (x < 0.85)), inf, x))
+
+
+def _nan_sorts(x):
+    v = _with_nans(x)
+    return (jnp.sort(v, 1), jnp.sort(v, -1), jnp.argsort(v, -1), lax.sort((v, x), dimension=1, num_keys=1)[1],
+            jnp.nanmedian(v, -1), jnp.nanpercentile(v, 30.0, axis=1), jnp.nanquantile(v, 0.8, axis=-1), jnp.nanmedian(v))
+
+
 def _reduce_precision(x):
     v = jnp.concatenate([x * 0 + _RP_SPECIAL, x * 1e5, x * 1e-5, x * 3], axis=1)
     return tuple(lax.reduce_precision(v, e, m) for e, m in _RP_FORMS)
@@ -109,6 +122,7 @@ CASES = [
     case("reduce", lambda x: (x.sum(1), x.max((1, 2)), x.min(0), x.prod(2), x.mean(-1), (x > 0).any(1), (x > 0).all(2), jnp.linalg.norm(x, axis=-1)), {"x": F}, atol=1e-4),
     case("argmax_argmin", lambda x: (jnp.argmax(x, 1), jnp.argmin(x, -1), jnp.argmax(x.reshape(x.shape[0], -1), 1)), {"x": F}),
     case("cumulative", lambda x: (jnp.cumsum(x, 1), jnp.cumprod(x, 2), lax.cummax(x, 1), lax.cummin(x, 2, reverse=True), lax.cumsum(x, 2, reverse=True), lax.cumlogsumexp(x, 1)), {"x": F}, atol=1e-4),
+    case("sort_nan_last", _nan_sorts, {"x": F}),
     case("sort_topk", lambda x: (jnp.sort(x, 1), jnp.sort(x, -1), jnp.argsort(x, -1), lax.top_k(x, 3)[0], lax.top_k(x, 2)[1], jnp.sort(x, 0)), {"x": F}),
     # pooling
     case("max_pool", lambda x: (lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "SAME"), lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID"), lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 1, 1), (1, 1, 1, 1), ((0, 0), (2, 0), (0, 0), (0, 0)))), {"x": "f32[b,7,8,3]"}),
