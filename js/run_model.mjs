@@ -19,6 +19,9 @@
 // model runs with `executeAsync`, which also handles control flow (while loops).
 // Input dtypes: float32, int32, bool (1 byte per element). Loaded models are cached per
 // directory (reloaded when model.json changes), at most MAX_MODELS at a time.
+// After a run the runner disposes the inputs and the outputs it computed, never an output that
+// is one of the model's own tensors (a weight or constant returned as is): the cached model
+// needs them for the next run. `ping` reports tf.memory() so callers can check nothing leaks.
 
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
@@ -38,7 +41,7 @@ await tf.setBackend("cpu");
 await tf.ready();
 
 const MAX_MODELS = 4;
-const models = new Map(); // dir -> {version, model}, in least-recently-used order
+const models = new Map(); // dir -> {version, model, weights}, in least-recently-used order
 
 const TYPED = { float32: Float32Array, int32: Int32Array, bool: Uint8Array };
 
@@ -74,17 +77,25 @@ async function getModel(dir) {
   models.delete(dir);
   if (cached && cached.version === version) {
     models.set(dir, cached);
-    return cached.model;
+    return cached;
   }
   cached?.model.dispose();
   const model = await tf.loadGraphModel(fileHandler(dir));
-  models.set(dir, { version, model });
+  // The tensors the model owns: executeAsync returns these themselves for an output that is a
+  // weight or constant node, so they must outlive every run.
+  const entry = { version, model, weights: new Set(Object.values(model.weights).flat()) };
+  models.set(dir, entry);
   for (const [oldDir, old] of models) {
     if (models.size <= MAX_MODELS) break;
     old.model.dispose();
     models.delete(oldDir);
   }
-  return model;
+  return entry;
+}
+
+/** Dispose the tensors of a run except those in `keep` (the model's weights, the inputs). */
+function disposeExcept(tensors, keep) {
+  tf.dispose(tensors.filter((t) => !keep.has(t)));
 }
 
 function decode(name, { dtype, shape, data }) {
@@ -113,9 +124,9 @@ async function execute(model, inputs, outputNames) {
 
 async function run(request) {
   const dir = path.resolve(request.model);
-  let model;
+  let model, weights;
   try {
-    model = await getModel(dir);
+    ({ model, weights } = await getModel(dir));
   } catch (err) {
     return { ok: false, stage: "load", error: `loading ${dir}: ${err.message}` };
   }
@@ -133,8 +144,9 @@ async function run(request) {
     if (request.bench) {
       const { warmup = 1, runs = 10 } = request.bench;
       const times = [];
+      const keep = new Set([...weights, ...Object.values(inputs)]); // an input may be an output
       for (let i = 0; i < warmup + runs; i++) {
-        tf.dispose(outs);
+        disposeExcept(outs, keep);
         const t0 = performance.now();
         outs = await execute(model, inputs, outputNames);
         await Promise.all(outs.map((t) => t.data()));
@@ -153,7 +165,7 @@ async function run(request) {
   } catch (err) {
     return { ok: false, stage: "run", error: err.message };
   } finally {
-    tf.dispose([...Object.values(inputs), ...outs]);
+    disposeExcept([...Object.values(inputs), ...outs], weights);
   }
 }
 

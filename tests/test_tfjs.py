@@ -213,6 +213,34 @@ def test_shards_and_timing(runner: TfjsRunner, tmp_path: Path) -> None:
     assert runner.ping()["tensors"] == held  # runs leak no tensors
 
 
+class WeightOut(tf.Module):
+    """Outputs that are the graph's own tensors: a weight, a constant, the input passed through
+    (TF.js hands back the cached model's weight tensors and the caller's input themselves)."""
+
+    def __init__(self) -> None:
+        self.w = _var(np.random.default_rng(8), 4, 3)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+    def __call__(self, x):
+        return {"w": tf.identity(self.w), "ones": tf.ones([5]), "x": tf.identity(x), "y": x @ self.w}
+
+
+def test_outputs_that_are_weights_survive_reruns(runner: TfjsRunner, tmp_path: Path) -> None:
+    module = WeightOut()
+    saved_model = _save(tmp_path, "weight_out", module)
+    model_dir = export_tfjs(saved_model, tmp_path / "tfjs")
+    inputs = _inputs(module, 3, np.random.default_rng(0))
+    _check_parity(runner, module, saved_model, model_dir, atol=1e-6, rtol=1e-6)  # loads, runs twice
+    held = runner.ping()["tensors"]
+    for _ in range(3):
+        got = runner.run(model_dir, inputs)
+        np.testing.assert_array_equal(got["w"], module.w.numpy())
+        np.testing.assert_array_equal(got["x"], inputs["x"])
+    outputs, _ = runner.benchmark(model_dir, inputs, warmup=1, runs=2)
+    np.testing.assert_array_equal(outputs["ones"], np.ones(5, np.float32))
+    assert runner.ping()["tensors"] == held  # the computed output `y` is still disposed
+
+
 @pytest.mark.parametrize("quantization, bytes_per_weight, tol", [("float16", 2, 1e-2), ("uint16", 2, 1e-3), ("uint8", 1, 5e-2)])
 def test_weight_quantization(
     runner: TfjsRunner, tmp_path: Path, quantization: str, bytes_per_weight: int, tol: float

@@ -6,6 +6,7 @@ broadcasting does the rest. `max(x, 0)` becomes `Relu` and `min(Relu(x), 6)` `Re
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 import tensorflow as tf
 
@@ -382,13 +383,64 @@ for _name in ("copy", "stop_gradient", "sharding_constraint"):
     register(_name, forms="identity", kind=E)(_identity)
 
 
-@register("reduce_precision", forms="bit widths equal to the operand's (identity), or of float16/bfloat16 (a round trip)", kind=E)
+def _pow2(k: Value, dt: tf.DType) -> tf.Tensor:
+    """2**k for an integer-valued float tensor `k` whose powers are normal numbers of `dt`."""
+    return tf.pow(tf.constant(2.0, dt), k)
+
+
+@register("reduce_precision", forms="float operands, any exponent_bits and mantissa_bits, "
+          "as XLA: mantissa rounded to nearest even, overflow to ±inf, the reduced format's subnormals "
+          "flushed to ±0, NaN kept (float arithmetic only: TF.js and LiteRT have no bitcasts)", kind=E)
 def _reduce_precision(ctx: Ctx, x: Value, exponent_bits: int, mantissa_bits: int) -> Value:
+    """Round `x` to a float with `exponent_bits` and `mantissa_bits` (XLA's ReducePrecision).
+
+    XLA rounds the operand's bit pattern; this computes the same value with float arithmetic
+    every runtime has: the binade exponent e = floor(log2|x|) (corrected by comparing with 2**e),
+    then round-half-even(x * 2**(m - e)) * 2**(e - m), the scaling split in two factors so that
+    no intermediate over- or underflows. With fewer exponent bits than the operand, results of
+    magnitude >= 2**(emax + 1) become ±inf and nonzero ones below 2**emin ±0. float16/bfloat16
+    operands are computed in float32 (exact: every intermediate fits). The operand's own
+    subnormals are rounded like XLA does where the runtime keeps subnormals (TF.js); runtimes
+    that flush them (TF, LiteRT on CPU) give ±0 for them.
+    """
     dt = _dtype(x)
-    info = {tf.float32: (8, 23), tf.float16: (5, 10), tf.bfloat16: (8, 7), tf.float64: (11, 52)}
-    if info.get(dt) == (exponent_bits, mantissa_bits):
+    info = ml_dtypes.finfo(dt.as_numpy_dtype)  # JAX allows only float operands, bits >= 1 and >= 0
+    e_bits, m_bits = int(exponent_bits), int(mantissa_bits)
+    narrow_exponent = e_bits < info.nexp
+    if not narrow_exponent and m_bits >= info.nmant:
         return x
-    for narrow, bits in info.items():
-        if bits == (exponent_bits, mantissa_bits):
-            return tf.cast(tf.cast(x, narrow), dt)
-    ctx.refuse("exponent_bits/mantissa_bits", (exponent_bits, mantissa_bits))
+    work = tf.float64 if dt == tf.float64 else tf.float32
+    v = tf.cast(x, work)
+    bias = 2 ** (e_bits - 1) - 1
+    # Below the lowest binade that matters the rounding quantum stays fixed: the operand's
+    # subnormals', or (narrower exponent) one binade under the reduced format's smallest normal
+    # (anything below it flushes anyway).
+    lo, hi = (1 - bias - 1, info.maxexp - 1) if narrow_exponent else (info.minexp, info.maxexp - 1)
+    a = tf.abs(v)
+    y = v
+    if m_bits < info.nmant:
+        e = tf.clip_by_value(tf.floor(tf.math.log(a) * tf.constant(1 / np.log(2.0), work)), lo, hi)
+        p = _pow2(e, work)
+        e = tf.clip_by_value(e - tf.cast(a < p, work) + tf.cast(a >= p * 2, work), lo, hi)
+        shift = tf.constant(float(m_bits), work) - e
+        s1 = tf.floor(shift * 0.5)
+        s2 = shift - s1
+        t = v * _pow2(s1, work) * _pow2(s2, work)  # |t| in [2**m, 2**(m + 1)) above the floor
+        r = tf.round(t)
+        if m_bits == 0:
+            # No mantissa bit is left: XLA's "even" is then the exponent's, so a tie of the
+            # binade 2**e goes down to 2**e when e's biased field is even, up to 2**(e + 1) if odd.
+            k = e + tf.constant(float(1 - info.minexp), work)
+            even = tf.equal(tf.floor(k * 0.5), k * 0.5)
+            r = tf.where(tf.logical_and(tf.equal(tf.abs(t), 1.5), even), tf.sign(t), r)
+        y = r * _pow2(-s2, work) * _pow2(-s1, work)
+    if narrow_exponent:
+        ay = tf.abs(y)
+        zero = tf.constant(0.0, work)
+        # ±inf by overflowing y itself: the TFLite converter turns an inf constant into ±FLT_MAX
+        huge = tf.constant(2.0 ** (ml_dtypes.finfo(work.as_numpy_dtype).maxexp - 1), work)
+        y = tf.where(ay >= tf.constant(2.0 ** (bias + 1), work), y * huge, y)
+        tiny = tf.logical_and(ay < tf.constant(2.0 ** (1 - bias), work), ay > zero)
+        y = tf.where(tiny, y * zero, y)  # ±0 (the TFLite converter drops a -0.0 constant's sign)
+    y = tf.where(tf.not_equal(v, v), v, y)  # NaN stays NaN
+    return y if work == dt else tf.cast(y, dt)

@@ -209,7 +209,20 @@ def _take_along_last(x: tf.Tensor, idx: tf.Tensor) -> tf.Tensor:
     return tf.gather(x, idx, batch_dims=len(x.shape) - 1)
 
 
-@register("sort", forms="num_keys=1 along any dimension, any number of operands (ascending, stable)")
+def _sort_order(keys: tf.Tensor) -> tf.Tensor:
+    """The stable ascending order of `keys` along the last axis, every NaN last as in JAX.
+
+    TF's and TF.js's top_k (what tf.argsort is) place NaNs anywhere, so float keys sort with
+    NaNs as 0, then stably by "is NaN" (any non-NaN stand-in works: the second pass moves them)."""
+    if not keys.dtype.is_floating:
+        return tf.argsort(keys, axis=-1, stable=True)
+    nan = tf.not_equal(keys, keys)
+    by_value = tf.argsort(tf.where(nan, tf.zeros_like(keys), keys), axis=-1, stable=True)
+    nan_last = tf.argsort(_take_along_last(tf.cast(nan, tf.int32), by_value), axis=-1, stable=True)
+    return _take_along_last(by_value, nan_last)
+
+
+@register("sort", forms="num_keys=1 along any dimension, any number of operands (ascending, stable; NaNs last as in JAX)")
 def _sort(ctx: Ctx, *operands: Value, dimension: int, is_stable: bool, num_keys: int) -> list[Value]:
     if int(num_keys) != 1:
         ctx.refuse("num_keys", num_keys)
@@ -220,12 +233,8 @@ def _sort(ctx: Ctx, *operands: Value, dimension: int, is_stable: bool, num_keys:
     ops = [tf.convert_to_tensor(o) for o in operands]
     if axis != rank - 1:
         ops = [tf.transpose(o, perm) for o in ops]
-    keys = ops[0]
-    if len(ops) == 1:
-        out = [tf.sort(keys, axis=-1)]
-    else:
-        order = tf.argsort(keys, axis=-1, stable=True)
-        out = [_take_along_last(o, order) for o in ops]
+    order = _sort_order(ops[0])
+    out = [_take_along_last(o, order) for o in ops]
     if axis != rank - 1:
         out = [tf.transpose(o, perm) for o in out]
     return out

@@ -78,3 +78,26 @@ def test_library_tfjs_with_mixed_dtype_outputs(tmp_path: Path) -> None:
                             targets=["tfjs"], out_dir=tmp_path)
     assert report["targets"]["tfjs"]["status"] == "ok", report["targets"]["tfjs"]["error"]
     assert report["functions"]["serving_default"]["outputs"]["positive"]["dtype"] == "bool"
+
+
+def test_library_tfjs_outputs_that_are_params_or_constants(tmp_path: Path) -> None:
+    """A param returned unchanged, constants and the input passed through are tensors the TF.js
+    model owns (or the caller does): verifying at several batch sizes reruns the model."""
+    w = np.arange(6, dtype=np.float32).reshape(2, 3)
+
+    def fn(p, x):
+        return {"w": p["w"], "y": x @ p["w"], "ones": jnp.ones((4,)),
+                "iota": jnp.arange(5, dtype=jnp.int32), "x": x}
+
+    report = jaxport.export(fn, {"w": w}, inputs={"x": "f32[b,2]"}, targets=["tfjs"], out_dir=tmp_path)
+    assert report["targets"]["tfjs"]["status"] == "ok", report["targets"]["tfjs"]["error"]
+    from jaxport.verify.tfjs import shared_runner
+
+    x = np.array([[1.0, -2.0], [0.5, 3.0]], np.float32)
+    for _ in range(2):
+        got = shared_runner().run(tmp_path / "tfjs", {"x": x})
+        np.testing.assert_array_equal(got["w"], w)
+        np.testing.assert_allclose(got["y"], x @ w, rtol=1e-6)
+        np.testing.assert_array_equal(got["ones"], np.ones(4, np.float32))
+        np.testing.assert_array_equal(got["iota"], np.arange(5, dtype=np.int32))
+        np.testing.assert_array_equal(got["x"], x)

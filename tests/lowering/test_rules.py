@@ -35,16 +35,45 @@ class Case(NamedTuple):
     sizes: list[dict[str, int]]
     int_range: tuple[int, int]
     gaps: dict[str, str]  # runtime -> the op it lacks (a strict xfail there)
+    rtol: float
 
 
 def case(id: str, op, inputs: dict[str, str], atol: float = 1e-5, sizes=B13, int_range=(-3, 8),
-         gaps: dict[str, str] | None = None) -> Case:
-    return Case(id, op, inputs, atol, sizes, int_range, gaps or {})
+         gaps: dict[str, str] | None = None, rtol: float = 1e-4) -> Case:
+    return Case(id, op, inputs, atol, sizes, int_range, gaps or {}, rtol)
 
 
 F = "f32[b,5,6]"
 _W76 = np.random.RandomState(0).randn(7, 6).astype(np.float32)  # a constant on the left of a dot
 dn2 = ("NHWC", "HWIO", "NHWC")
+# reduce_precision inputs beside random ones: overflow, ties to even, the reduced formats'
+# subnormals (flushed), float32 subnormals, zeros, infinities and NaN.
+_RP_SPECIAL = np.array([[1e6, -7e4, 65504, 65520, 65519.99, np.inf],
+                        [1 + 2**-11, 1 + 3 * 2**-11, -(1 + 2**-11 + 2**-20), 2**-14 - 2**-26, 2**-15, -6e-8],
+                        [np.nan, -np.inf, 0.0, -0.0, 3e38, -3.4e38],
+                        [2**-126, 1.5 * 2**-130, 255.5, -0.15625, 2**-62 * 0.75, 2.5],
+                        [1.5, 2**-6 * 1.0625, 240.0, 248.0, 57344.0, 61440.0]], np.float32)
+# (exponent_bits, mantissa_bits): float16, bfloat16, two float8s, exponent or mantissa only, 1 bit.
+_RP_FORMS = [(5, 10), (8, 7), (4, 3), (5, 2), (6, 23), (11, 4), (8, 0), (2, 1)]
+
+
+def _with_nans(x):
+    """x with NaNs and ±inf in it (about one in five, one in nine and one in ten elements), made
+    by overflowing: the TFLite converter turns inf constants into ±FLT_MAX."""
+    inf = x * 1e30 * 1e30
+    return jnp.where(x > 0.85, inf - inf, jnp.where((x < -1.25) | ((x > 0.6) & (x < 0.85)), inf, x))
+
+
+def _nan_sorts(x):
+    v = _with_nans(x)
+    return (jnp.sort(v, 1), jnp.sort(v, -1), jnp.argsort(v, -1), lax.sort((v, x), dimension=1, num_keys=1)[1],
+            jnp.nanmedian(v, -1), jnp.nanpercentile(v, 30.0, axis=1), jnp.nanquantile(v, 0.8, axis=-1), jnp.nanmedian(v))
+
+
+def _reduce_precision(x):
+    v = jnp.concatenate([x * 0 + _RP_SPECIAL, x * 1e5, x * 1e-5, x * 3], axis=1)
+    return tuple(lax.reduce_precision(v, e, m) for e, m in _RP_FORMS)
+
 conv = functools.partial(lax.conv_general_dilated)
 
 CASES = [
@@ -59,6 +88,7 @@ CASES = [
     case("erf_erfc", lambda x: (lax.erf(x), lax.erfc(x)), {"x": F}),
     case("erf_inv", lambda x: lax.erf_inv(jnp.tanh(x)), {"x": F}, atol=2e-5),
     case("round_even_away", lambda x: (jnp.round(x * 2), lax.round(x * 2, lax.RoundingMethod.AWAY_FROM_ZERO)), {"x": F}),
+    case("reduce_precision", _reduce_precision, {"x": F}, atol=1e-37, rtol=0),  # exact but float32 subnormals
     case("is_finite", lambda x: jnp.isfinite(jnp.log(x)), {"x": F}),
     case("integer_pow", lambda x: (x ** 2, x ** 3, x ** 7, 1 / (x ** 2 + 1), lax.integer_pow(x + 3, -2)), {"x": F}, atol=1e-4),
     case("pow", lambda x, y: jnp.power(jnp.abs(x) + 0.1, y), {"x": F, "y": F}, atol=1e-4),
@@ -92,6 +122,7 @@ CASES = [
     case("reduce", lambda x: (x.sum(1), x.max((1, 2)), x.min(0), x.prod(2), x.mean(-1), (x > 0).any(1), (x > 0).all(2), jnp.linalg.norm(x, axis=-1)), {"x": F}, atol=1e-4),
     case("argmax_argmin", lambda x: (jnp.argmax(x, 1), jnp.argmin(x, -1), jnp.argmax(x.reshape(x.shape[0], -1), 1)), {"x": F}),
     case("cumulative", lambda x: (jnp.cumsum(x, 1), jnp.cumprod(x, 2), lax.cummax(x, 1), lax.cummin(x, 2, reverse=True), lax.cumsum(x, 2, reverse=True), lax.cumlogsumexp(x, 1)), {"x": F}, atol=1e-4),
+    case("sort_nan_last", _nan_sorts, {"x": F}),
     case("sort_topk", lambda x: (jnp.sort(x, 1), jnp.sort(x, -1), jnp.argsort(x, -1), lax.top_k(x, 3)[0], lax.top_k(x, 2)[1], jnp.sort(x, 0)), {"x": F}),
     # pooling
     case("max_pool", lambda x: (lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "SAME"), lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID"), lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 1, 1), (1, 1, 1, 1), ((0, 0), (2, 0), (0, 0), (0, 0)))), {"x": "f32[b,7,8,3]"}),
@@ -148,7 +179,7 @@ def _grid() -> list:
 @pytest.mark.parametrize("runtime,c", _grid())
 def test_rule(runtime: str, c: Case) -> None:
     prog = program(lambda p, *xs: _out(c.op(*xs)), c.inputs)
-    check_program(prog, runtime, c.sizes, atol=c.atol, int_range=c.int_range)
+    check_program(prog, runtime, c.sizes, atol=c.atol, rtol=c.rtol, int_range=c.int_range)
 
 
 @pytest.mark.parametrize("runtime", runtime_params())
