@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 import tarfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -178,3 +180,129 @@ def test_cli_bad_archive_is_one_line_exit_2(tmp_path: Path) -> None:
 def test_every_error_is_a_named_jaxport_error() -> None:
     for cls in (ArchiveError, ManifestError, ModelLoadError, ShapeError, OptionsError):
         assert issubclass(cls, JaxportError) and 400 <= cls.http_status < 500
+
+
+# --- hostile archives: every one is an ArchiveError naming the member, before extraction ----------
+
+STAND_INS = {"embed.keras": b"x", "head.keras": b"x"}  # inspect_archive does not open models
+
+
+def _zip_with_bad_crc(path: Path, member: str) -> Path:
+    """The set archive, stored (not deflated), with one byte of `member`'s data flipped."""
+    payload = {"jaxport.toml": GOOD.encode(), "embed.keras": b"E" * 64, "head.keras": b"H" * 64}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in payload.items():
+            zf.writestr(name, data)
+    data = path.read_bytes()
+    at = data.index(payload[member]) + 10
+    path.write_bytes(data[:at] + bytes([data[at] ^ 1]) + data[at + 1:])
+    return path
+
+
+def test_bad_crc_of_manifest_refused_by_inspection(tmp_path: Path) -> None:
+    with pytest.raises(ArchiveError, match="member 'jaxport.toml'.*CRC"):
+        inspect_archive(_zip_with_bad_crc(tmp_path / "a.zip", "jaxport.toml"))
+
+
+def test_bad_crc_of_model_refused_by_extraction(tmp_path: Path) -> None:
+    with pytest.raises(ArchiveError, match="member 'embed.keras'.*CRC"):
+        extract_archive(_zip_with_bad_crc(tmp_path / "a.zip", "embed.keras"), tmp_path / "x")
+
+
+def test_encrypted_member_refused(tmp_path: Path) -> None:
+    path = zoo.make_zip(tmp_path / "enc.zip", {"jaxport.toml": GOOD.encode(), **STAND_INS})
+    path.write_bytes(zoo.flag_encrypted(path.read_bytes(), "embed.keras"))
+    with pytest.raises(ArchiveError, match="member 'embed.keras' is encrypted"):
+        inspect_archive(path)
+
+
+def _zip_of(path: Path, names: list[str]) -> Path:
+    """A zip holding GOOD's files plus `names` (ending in / = a folder entry), duplicates kept."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile warns on a duplicate name
+        with zipfile.ZipFile(path, "w") as zf:
+            for name, data in {"jaxport.toml": GOOD.encode(), **STAND_INS}.items():
+                zf.writestr(name, data)
+            for name in names:
+                data = GOOD if name == "jaxport.toml" else b"" if name.endswith("/") else b"x"
+                zf.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize("names, expected", [
+    (["jaxport.toml"], "'jaxport.toml' and 'jaxport.toml' are the same path"),
+    (["m.keras", "m.keras/x"], "'m.keras' is a file and a folder"),
+    (["m.keras/x", "m.keras"], "'m.keras' is a file and a folder"),
+    (["a/b", "a//b"], "'a/b' and 'a//b' are the same path"),
+    (["./embed.keras"], "'embed.keras' and './embed.keras' are the same path"),
+    (["sub/"], None),  # a folder entry alone is fine
+    (["sub/", "sub//"], "'sub/' and 'sub//' are the same path"),
+    (["sub/.."], "'sub/..' has an unsafe path"),
+    (["a/../head.keras"], "'a/../head.keras' has an unsafe path"),
+])
+def test_colliding_member_names_refused(tmp_path: Path, names: list[str], expected: str | None) -> None:
+    path = _zip_of(tmp_path / "a.zip", names)
+    if expected is None:
+        assert "embed.keras" in inspect_archive(path).members
+        return
+    with pytest.raises(ArchiveError, match=re.escape(expected)):
+        inspect_archive(path)
+
+
+def test_tar_with_a_name_twice_refused(tmp_path: Path) -> None:
+    path = tmp_path / "a.tar.gz"
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data in [("jaxport.toml", GOOD.encode()), *STAND_INS.items(),
+                           ("embed.keras", b"y")]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    with pytest.raises(ArchiveError, match="'embed.keras' and 'embed.keras' are the same path"):
+        inspect_archive(path)
+
+
+def test_targz_from_tar_dot_still_accepted(tmp_path: Path) -> None:
+    """`tar czf set.tar.gz -C dir .` names members ./jaxport.toml and lists ./ first."""
+    path = tmp_path / "dot.tar.gz"
+    with tarfile.open(path, "w:gz") as tf:
+        root = tarfile.TarInfo("./")
+        root.type = tarfile.DIRTYPE
+        tf.addfile(root)
+        for name, data in {"jaxport.toml": GOOD.encode(), **STAND_INS}.items():
+            info = tarfile.TarInfo("./" + name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    assert sorted(inspect_archive(path).members) == ["embed.keras", "head.keras", "jaxport.toml"]
+
+
+def test_targz_bomb_refused_before_inflating(tmp_path: Path) -> None:
+    path = zoo.make_targz(tmp_path / "bomb.tar.gz", {"jaxport.toml": GOOD.encode(),
+                                                     "embed.keras": b"\0" * (64 << 20),
+                                                     "head.keras": b"x"})
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(ArchiveError, match="member 'embed.keras' inflates .* likely zip bomb"):
+        inspect_archive(path)
+
+
+def test_targz_bomb_stopped_while_extracting(tmp_path: Path, monkeypatch) -> None:
+    """Extraction checks the ratio as it streams, so a bomb stops after a few MiB on disk."""
+    import jaxport.archive as archive
+
+    path = zoo.make_targz(tmp_path / "bomb.tar.gz", {"jaxport.toml": GOOD.encode(), **STAND_INS,
+                                                     "pad.bin": b"\0" * (64 << 20)})
+    monkeypatch.setattr(archive, "inspect_archive", lambda p, limits: archive.ArchiveInfo(
+        "tar.gz", parse_manifest(GOOD), ["jaxport.toml", *STAND_INS]))
+    with pytest.raises(ArchiveError, match="member 'pad.bin' inflates"):
+        extract_archive(path, tmp_path / "x")
+    assert (tmp_path / "x" / "pad.bin").stat().st_size <= 4 << 20
+
+
+def test_cli_corrupt_member_is_one_line_exit_2(tmp_path: Path) -> None:
+    bad = _zip_with_bad_crc(tmp_path / "set.zip", "embed.keras")
+    proc = subprocess.run([sys.executable, "-m", "jaxport.cli", "convert", str(bad), "-o",
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "member 'embed.keras'" in errors[0], proc.stderr
+    assert "hint: " in proc.stderr and "Traceback" not in proc.stderr
+
