@@ -306,3 +306,35 @@ def test_cli_corrupt_member_is_one_line_exit_2(tmp_path: Path) -> None:
     assert len(errors) == 1 and "member 'embed.keras'" in errors[0], proc.stderr
     assert "hint: " in proc.stderr and "Traceback" not in proc.stderr
 
+
+# --- manifests and shapes that would cost minutes or gigabytes -----------------------------------
+
+def _op_steps(n: int) -> str:
+    """GOOD with `n` extra op steps on the pooled value."""
+    step = '\n[[functions.serving_default.steps]]\nbind = "pooled"\nop = "tanh"\nargs = ["pooled"]\n'
+    head = GOOD.index("[[functions.serving_default.steps]]\nbind = \"score\"")
+    return GOOD[:head] + step.lstrip("\n") * n + GOOD[head:]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("format = 1\nx = " + "[" * 5000 + "]" * 5000, "nested deeper than 16 (MAX_NESTING_DEPTH)"),
+    ("format = 1\nx = " + "[" * 40 + "]" * 40, "nested deeper than 16 (MAX_NESTING_DEPTH)"),
+    ("format = 1\n" + "a." * 5000 + "b = 1\n", "line 2 has 5000 dots"),
+    ("format = 1\n[" + "a." * 5000 + "b]\n", "line 2 has 5000 dots"),
+    (_op_steps(2000), "2003 steps, over the limit of 100 (MAX_STEPS_PER_FUNCTION)"),
+    (GOOD.replace('inputs  = { images = "f32[b,4,16,16,3]" }', "inputs = { "
+                  + ", ".join(f'x{i} = "f32[b]"' for i in range(40)) + " }"),
+     "40 inputs, over the limit of 32 (MAX_INPUTS_PER_FUNCTION)"),
+    (GOOD.replace('head  = "head.keras"', "\n".join(f'm{i} = "m{i}.keras"' for i in range(40))),
+     "41 models, over the limit of 32 (MAX_MODELS)"),
+    (GOOD + "".join(GOOD[GOOD.index("[functions"):].replace("serving_default", f"f{i}")
+                    for i in range(20)), "21 functions, over the limit of 16 (MAX_FUNCTIONS)"),
+])
+def test_manifest_size_limits(text: str, expected: str) -> None:
+    message = _manifest_error(text)
+    assert expected in message, message
+    assert "jaxport.toml" in message and not message.endswith(" | ")  # a hint is given
+
+
+def test_limits_leave_a_realistic_manifest_alone() -> None:
+    assert len(parse_manifest(_op_steps(90)).functions["serving_default"].steps) == 93
