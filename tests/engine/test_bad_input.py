@@ -338,3 +338,42 @@ def test_manifest_size_limits(text: str, expected: str) -> None:
 
 def test_limits_leave_a_realistic_manifest_alone() -> None:
     assert len(parse_manifest(_op_steps(90)).functions["serving_default"].steps) == 93
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("f32[b,1000000000]", "1000000000 elements, over the limit of 16777216 (MAX_INPUT_ELEMENTS)"),
+    ("f32[b,8192,8192,3]", "201326592 elements, over the limit"),
+    ("f32[b,0,3]", "dimension 0"),
+])
+def test_declared_shape_limits(text: str, expected: str) -> None:
+    with pytest.raises(ShapeError, match=re.escape(expected)) as info:
+        parse_spec("x", text, where="jaxport.toml: functions.f.inputs")
+    assert "input 'x'" in str(info.value) and info.value.hint
+
+
+def test_symbolic_dims_do_not_count_towards_the_element_cap() -> None:
+    assert parse_spec("x", "f32[b,s,t,4096,4096]").shape[3:] == (4096, 4096)
+
+
+def _bare_keras(tmp_path: Path, shape: tuple, dtype: str) -> Path:
+    x = zoo.keras.Input(shape, dtype=dtype, name="x")
+    return zoo.save(zoo.keras.Model(x, zoo.keras.layers.Identity()(x)), tmp_path / "m.keras")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "int8", "int16"])
+def test_keras_input_of_unsupported_dtype(tmp_path: Path, dtype: str) -> None:
+    from jaxport.compose import load_program
+
+    path = _bare_keras(tmp_path, (4,), dtype)
+    with pytest.raises(ModelLoadError, match=f"input 'x' has dtype {dtype}") as info:
+        load_program(extract_archive(path, tmp_path / "x"), trusted=False)
+    assert "float32, float16, bfloat16, int32, int64, uint8, bool" in str(info.value)
+    assert "cast" in info.value.hint
+
+
+def test_keras_input_over_the_element_cap(tmp_path: Path) -> None:
+    from jaxport.compose import load_program
+
+    path = _bare_keras(tmp_path, (1000, 1000, 1000), "float32")
+    with pytest.raises(ShapeError, match="input 'x'.*over the limit of 16777216"):
+        load_program(extract_archive(path, tmp_path / "x"), trusted=False)
