@@ -377,3 +377,18 @@ def test_keras_input_over_the_element_cap(tmp_path: Path) -> None:
     path = _bare_keras(tmp_path, (1000, 1000, 1000), "float32")
     with pytest.raises(ShapeError, match="input 'x'.*over the limit of 16777216"):
         load_program(extract_archive(path, tmp_path / "x"), trusted=False)
+
+
+def test_constraint_learning_that_never_settles_is_a_shape_error() -> None:
+    """Every retrace asks a new `s >= k`: after MAX_LEARNED_CONSTRAINTS the tracing error is
+    reported as a ShapeError (it was an UnboundLocalError)."""
+    from jaxport.compose import load_function_program
+
+    def fn(params, x):
+        for k in range(20, 40):
+            if x.shape[0] >= k:
+                x = x + 1
+        return x
+
+    with pytest.raises(ShapeError, match="does not trace with inputs x=f32\\[s\\]"):
+        load_function_program(fn, {}, {"x": "f32[s]"})
