@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 import warnings
 import zipfile
@@ -135,6 +136,17 @@ def test_bad_upload_is_4xx_before_queueing(acme, case):
 def test_zip_bomb_is_small_on_the_wire():
     assert len(BAD_UPLOADS["zip_bomb"][1]) < 100_000
     assert len(BAD_UPLOADS["tar_gz_bomb"][1]) < 100_000
+
+
+def test_too_many_form_fields_is_400(acme, tiny_keras):
+    """Each field is capped in size; their number is capped too, while the body streams in."""
+    fields = {f"f{i}": "x" for i in range(100)}
+    r = _post_bytes(acme, "tiny.keras", tiny_keras.read_bytes(), **fields)
+    assert r.status_code == 400, r.text
+    error = error_of(r)
+    assert error["code"] == "bad_upload" and re.search(r"more than \d+ form fields",
+                                                       error["message"]), error
+    assert error["hint"]
 
 
 def test_oversized_upload_is_413(acme):
