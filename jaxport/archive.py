@@ -3,9 +3,11 @@
 Everything here is defensive: uploads are hostile until proven otherwise. Before a byte is
 inflated we check the type by magic bytes, member counts, declared sizes, compression methods
 (bzip2/lzma members are refused: `zipfile` inflates a bzip2 block in one call) and
-compression ratios, and member paths (no absolute paths, `..`, links or devices). The same
-checks run on the `.keras` files inside, since `keras.saving.load_model` reads a whole weights
-member into memory.
+compression ratios, encrypted members, and member paths (no absolute paths, `..`, links or
+devices, no two members naming one path). A `.tar.gz` declares no compressed size per member,
+so its ratio is measured while the stream is read. Reading a zip member checks its CRC. The
+same checks run on the `.keras` files inside, since `keras.saving.load_model` reads a whole
+weights member into memory.
 
 `inspect_archive` is cheap (no TF, no extraction) and is what the HTTP API calls before it
 queues a job; `extract_archive` is what the engine calls.
@@ -20,7 +22,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 from jaxport.errors import ArchiveError, ArchiveTooLarge, ManifestError
 from jaxport.manifest import MANIFEST_NAME, SAMPLES_NAME, Manifest, parse_manifest
@@ -28,6 +30,9 @@ from jaxport.manifest import MANIFEST_NAME, SAMPLES_NAME, Manifest, parse_manife
 _ZIP_MAGIC = b"PK\x03\x04"
 _GZIP_MAGIC = b"\x1f\x8b"
 _ALLOWED_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED}
+_ZIP_ENCRYPTED = 0x1  # general purpose flag bit 0
+_ZIP_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError)
+_TAR_READ_ERRORS = (tarfile.TarError, zlib.error, EOFError, OSError)
 _MANIFEST_MAX_BYTES = 1 << 20
 _CHUNK = 1 << 20
 
@@ -85,22 +90,73 @@ def _kind(path: Path) -> str:
     )
 
 
-def _check_name(name: str, where: str) -> str:
-    norm = posixpath.normpath(name)
-    if name.startswith("/") or norm.startswith("..") or "\\" in name or "\0" in name:
-        raise ArchiveError(f"member {name!r} has an unsafe path", "use relative paths only",
-                           where=where)
-    return norm
+class _MemberPaths:
+    """The paths of an archive's members so far: refuses two members naming one path after
+    normalisation (`a/b`, `a//b`, `./a/b`) and a path that is both a file and a folder."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self._seen: dict[str, str] = {}  # normalised path -> the member name that took it
+        self._files: set[str] = set()
+        self._folders: set[str] = set()  # every folder a member's path passes through
+
+    def add(self, name: str, is_dir: bool) -> str:
+        """Record member `name`; return its normalised path (`.` for the root folder).
+
+        Raises `ArchiveError` for an absolute path, a `..` part, or a path already taken."""
+        norm = posixpath.normpath(name)
+        if (name.startswith("/") or ".." in name.split("/") or "\\" in name or "\0" in name
+                or (norm == "." and not is_dir)):
+            raise ArchiveError(f"member {name!r} has an unsafe path", "use relative paths only",
+                               where=self.where)
+        if norm == ".":
+            return norm
+        if norm in self._seen:
+            raise ArchiveError(f"members {self._seen[norm]!r} and {name!r} are the same path",
+                               "give every member its own path; re-create the archive",
+                               where=self.where)
+        parts = norm.split("/")
+        parents = {"/".join(parts[:i]) for i in range(1, len(parts))}
+        clash = (parents & self._files) or (set() if is_dir else {norm} & self._folders)
+        if clash:
+            raise ArchiveError(f"{clash.pop()!r} is a file and a folder (member {name!r})",
+                               "give every member its own path; re-create the archive",
+                               where=self.where)
+        self._seen[norm] = name
+        self._folders |= parents | ({norm} if is_dir else set())
+        if not is_dir:
+            self._files.add(norm)
+        return norm
 
 
-def _check_zip(zf: zipfile.ZipFile, where: str, limits: ArchiveLimits) -> list[zipfile.ZipInfo]:
+def _check_ratio(name: str, size: int, compressed: int, limits: ArchiveLimits, where: str) -> None:
+    """Refuse member `name` if its `size` bytes came from more than `max_ratio` times fewer
+    `compressed` bytes (members up to `ratio_floor` bytes are not checked)."""
+    ratio = size / max(compressed, 1)
+    if size > limits.ratio_floor and ratio > limits.max_ratio:
+        raise ArchiveError(
+            f"member {name!r} inflates {ratio:.0f}× (limit {limits.max_ratio:.0f}×): refusing a "
+            "likely zip bomb", "real model weights compress far less; re-create the archive "
+            "from the model files", where=where)
+
+
+def _check_zip(zf: zipfile.ZipFile, where: str,
+               limits: ArchiveLimits) -> dict[str, zipfile.ZipInfo]:
+    """The zip's file members by normalised path, after every check its directory allows."""
     infos = zf.infolist()
     if len(infos) > limits.max_members:
         raise ArchiveError(f"{len(infos)} members, more than the {limits.max_members} allowed",
                            where=where)
+    paths = _MemberPaths(where)
+    files = {}
     total = 0
     for info in infos:
-        _check_name(info.filename, where)
+        norm = paths.add(info.filename, info.is_dir())
+        if not info.is_dir():
+            files[norm] = info
+        if info.flag_bits & _ZIP_ENCRYPTED:
+            raise ArchiveError(f"member {info.filename!r} is encrypted",
+                               "re-create the zip without a password", where=where)
         if info.compress_type not in _ALLOWED_ZIP_METHODS:
             raise ArchiveError(
                 f"member {info.filename!r} uses compression method {info.compress_type}",
@@ -109,16 +165,23 @@ def _check_zip(zf: zipfile.ZipFile, where: str, limits: ArchiveLimits) -> list[z
                 where=where,
             )
         total += info.file_size
-        if (info.file_size > limits.ratio_floor
-                and info.file_size > limits.max_ratio * max(info.compress_size, 1)):
-            raise ArchiveError(
-                f"member {info.filename!r} inflates {info.file_size / max(info.compress_size, 1):.0f}×"
-                f" (limit {limits.max_ratio:.0f}×): refusing a likely zip bomb", where=where)
+        _check_ratio(info.filename, info.file_size, info.compress_size, limits, where)
     if total > limits.max_unpacked_bytes:
         raise ArchiveTooLarge(
             f"unpacks to {total} bytes, over the {limits.max_unpacked_bytes}-byte limit",
             "ship smaller models, or raise JAXPORT_MAX_UNPACKED_BYTES", where=where)
-    return infos
+    return files
+
+
+def _zip_chunks(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> Iterator[bytes]:
+    """The bytes of a checked member; a bad CRC or a corrupt entry is an `ArchiveError`."""
+    try:
+        with zf.open(info) as src:
+            while chunk := src.read(_CHUNK):
+                yield chunk
+    except _ZIP_READ_ERRORS as exc:
+        raise ArchiveError(f"member {info.filename!r} cannot be read: {exc}",
+                           "the archive is corrupt; re-create it", where=where) from None
 
 
 def _open_zip(path: Path, where: str) -> zipfile.ZipFile:
@@ -140,7 +203,7 @@ def check_keras_file(path: Path, where: str = "", limits: ArchiveLimits | None =
                            "save the model with model.save('name.keras') in Keras 3",
                            where=where)
     with _open_zip(path, where) as zf:
-        names = {i.filename for i in _check_zip(zf, where, limits)}
+        names = _check_zip(zf, where, limits)
     if "config.json" not in names:
         hint = ("this looks like a jaxport archive, not a .keras model" if MANIFEST_NAME in names
                 else "save the model with model.save('name.keras') in Keras 3")
@@ -171,32 +234,72 @@ def _check_manifest_files(manifest: Manifest, members: set[str], root: str, wher
                 f"add {rel} to the archive next to {MANIFEST_NAME}", where=where)
 
 
-def _iter_tar(path: Path, limits: ArchiveLimits, where: str) -> Iterator[tuple[tarfile.TarInfo, tarfile.TarFile]]:
-    """Stream a tar.gz member by member, enforcing limits before any payload is read."""
+class _CountingReader:
+    """A binary file that counts the bytes read from it: a tar stream's compressed input."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self.count += len(data)
+        return data
+
+
+def _unreadable_tar(exc: BaseException, where: str) -> ArchiveError:
+    return ArchiveError(f"not a readable .tar.gz archive: {exc}", "re-create the archive",
+                        where=where)
+
+
+def _tar_chunks(tf: tarfile.TarFile, info: tarfile.TarInfo, compressed: _CountingReader,
+                limits: ArchiveLimits, where: str) -> Iterator[bytes]:
+    """The bytes of a tar member, refused as soon as they inflate past the ratio limit."""
+    start, produced = compressed.count, 0
+    try:
+        src = tf.extractfile(info)
+        while chunk := src.read(_CHUNK):
+            produced += len(chunk)
+            _check_ratio(info.name, produced, compressed.count - start, limits, where)
+            yield chunk
+    except _TAR_READ_ERRORS as exc:
+        raise _unreadable_tar(exc, where) from None
+
+
+def _iter_tar(path: Path, limits: ArchiveLimits,
+              where: str) -> Iterator[tuple[str, int, Iterator[bytes]]]:
+    """Stream a tar.gz: (normalised path, size, bytes) per regular file, each checked before
+    its payload is read. What the caller leaves unread is read here, under the same checks."""
     total = 0
     count = 0
+    paths = _MemberPaths(where)
     try:
-        with tarfile.open(path, mode="r|gz") as tf:
-            for info in tf:
-                count += 1
-                if count > limits.max_members:
-                    raise ArchiveError(f"more than {limits.max_members} members", where=where)
-                _check_name(info.name, where)
-                if info.isdir():
-                    continue
-                if not info.isfile():
-                    raise ArchiveError(
-                        f"member {info.name!r} is a link or special file",
-                        "archives may hold regular files only", where=where)
-                total += info.size
-                if total > limits.max_unpacked_bytes:
-                    raise ArchiveTooLarge(
-                        f"unpacks to more than {limits.max_unpacked_bytes} bytes",
-                        "ship smaller models, or raise JAXPORT_MAX_UNPACKED_BYTES", where=where)
-                yield info, tf
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-        raise ArchiveError(f"not a readable .tar.gz archive: {exc}", "re-create the archive",
-                           where=where) from None
+        with open(path, "rb") as raw:
+            compressed = _CountingReader(raw)
+            with tarfile.open(fileobj=compressed, mode="r|gz") as tf:
+                for info in tf:
+                    count += 1
+                    if count > limits.max_members:
+                        raise ArchiveError(f"more than {limits.max_members} members", where=where)
+                    norm = paths.add(info.name, info.isdir())
+                    if info.isdir():
+                        continue
+                    if not info.isfile():
+                        raise ArchiveError(
+                            f"member {info.name!r} is a link or special file",
+                            "archives may hold regular files only", where=where)
+                    total += info.size
+                    if total > limits.max_unpacked_bytes:
+                        raise ArchiveTooLarge(
+                            f"unpacks to more than {limits.max_unpacked_bytes} bytes",
+                            "ship smaller models, or raise JAXPORT_MAX_UNPACKED_BYTES",
+                            where=where)
+                    chunks = _tar_chunks(tf, info, compressed, limits, where)
+                    yield norm, info.size, chunks
+                    for _ in chunks:  # skipping would inflate unchecked
+                        pass
+    except _TAR_READ_ERRORS as exc:
+        raise _unreadable_tar(exc, where) from None
 
 
 def inspect_archive(path: Path, limits: ArchiveLimits | None = None) -> ArchiveInfo:
@@ -210,8 +313,8 @@ def inspect_archive(path: Path, limits: ArchiveLimits | None = None) -> ArchiveI
     kind = _kind(path)
     if kind == "zip":
         with _open_zip(path, where) as zf:
-            infos = _check_zip(zf, where, limits)
-            names = [i.filename for i in infos]
+            files = _check_zip(zf, where, limits)
+            names = list(files)
             root = _find_root(names)
             if root is None:
                 if "config.json" in names:
@@ -219,31 +322,31 @@ def inspect_archive(path: Path, limits: ArchiveLimits | None = None) -> ArchiveI
                 raise ArchiveError(
                     f"the zip holds no {MANIFEST_NAME} and is not a .keras file",
                     f"put {MANIFEST_NAME} at the top of the archive (DESIGN.md §2)", where=where)
-            info = zf.getinfo(root + MANIFEST_NAME)
+            info = files[root + MANIFEST_NAME]
             if info.file_size > _MANIFEST_MAX_BYTES:
                 raise ManifestError(f"{MANIFEST_NAME} is over 1 MiB", where=where)
-            manifest = _read_manifest(zf.read(info), where)
+            manifest = _read_manifest(b"".join(_zip_chunks(zf, info, where)), where)
     else:
         names, text = [], None
-        for info, tf in _iter_tar(path, limits, where):
-            names.append(posixpath.normpath(info.name))
-            if posixpath.basename(info.name) == MANIFEST_NAME and info.name.count("/") <= 1:
-                if info.size > _MANIFEST_MAX_BYTES:
+        for name, size, chunks in _iter_tar(path, limits, where):
+            names.append(name)
+            if posixpath.basename(name) == MANIFEST_NAME and name.count("/") <= 1:
+                if size > _MANIFEST_MAX_BYTES:
                     raise ManifestError(f"{MANIFEST_NAME} is over 1 MiB", where=where)
-                text = tf.extractfile(info).read()
+                text = b"".join(chunks)
         root = _find_root(names)
         if root is None or text is None:
             raise ArchiveError(f"the archive holds no {MANIFEST_NAME}",
                                f"put {MANIFEST_NAME} at the top of the archive", where=where)
         manifest = _read_manifest(text, where)
-    _check_manifest_files(manifest, {posixpath.normpath(n) for n in names}, root, where)
+    _check_manifest_files(manifest, set(names), root, where)
     return ArchiveInfo(kind, manifest, names)
 
 
-def _copy_bounded(src: IO[bytes], dst: Path, limit: int, where: str) -> None:
+def _copy_bounded(chunks: Iterable[bytes], dst: Path, limit: int, where: str) -> None:
     written = 0
     with open(dst, "wb") as out:
-        while chunk := src.read(_CHUNK):
+        for chunk in chunks:
             written += len(chunk)
             if written > limit:
                 raise ArchiveError("a member inflates past its declared size", where=where)
@@ -262,18 +365,15 @@ def extract_archive(path: Path, dest: Path, limits: ArchiveLimits | None = None)
     where = path.name
     if info.kind == "zip":
         with _open_zip(path, where) as zf:
-            for zi in zf.infolist():
-                if zi.is_dir():
-                    continue
-                target = dest / _check_name(zi.filename, where)
+            for name, zi in _check_zip(zf, where, limits).items():
+                target = dest / name
                 target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(zi) as src:
-                    _copy_bounded(src, target, zi.file_size, where)
+                _copy_bounded(_zip_chunks(zf, zi, where), target, zi.file_size, where)
     else:
-        for ti, tf in _iter_tar(path, limits, where):
-            target = dest / _check_name(ti.name, where)
+        for name, size, chunks in _iter_tar(path, limits, where):
+            target = dest / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            _copy_bounded(tf.extractfile(ti), target, ti.size, where)
+            _copy_bounded(chunks, target, size, where)
     root = dest / (_find_root(info.members) or "")
     manifest = info.manifest
     assert manifest is not None

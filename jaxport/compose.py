@@ -16,13 +16,13 @@ import jax
 import numpy as np
 
 from jaxport.archive import Source
-from jaxport.errors import ManifestError
+from jaxport.errors import ManifestError, ModelLoadError
 from jaxport.keras_models import LoadedModel, input_ranges, input_specs, load_keras_model
 from jaxport.manifest import MANIFEST_NAME, FunctionDef, Step
 from jaxport.ops import apply_op
 from jaxport.program import Function, Program
 from jaxport.shapes import infer_outputs
-from jaxport.specs import DTYPES, TensorSpec, parse_range, parse_spec
+from jaxport.specs import DTYPES, TensorSpec, check_input_shape, parse_range, parse_spec
 
 _DTYPE_BY_NAME = {v.name: v for v in DTYPES.values()}
 
@@ -58,7 +58,16 @@ def _bare_function(loaded: LoadedModel) -> Function:
         dims = tuple(
             d if d is not None else ("b" if axis == 0 else f"d{axis}") for axis, d in enumerate(shape)
         )
-        inputs.append(TensorSpec(name, _DTYPE_BY_NAME[np.dtype(dtype).name], dims))
+        dtype_name = np.dtype(dtype).name
+        if dtype_name not in _DTYPE_BY_NAME:
+            raise ModelLoadError(
+                f"input {name!r} has dtype {dtype_name}; jaxport supports "
+                f"{', '.join(_DTYPE_BY_NAME)}",
+                "cast in the model: declare keras.Input(..., dtype='float32') (or another "
+                f"supported dtype) and cast inside it if a layer needs {dtype_name}",
+                where=f"model {loaded.model.name!r}")
+        check_input_shape(name, dims, where=f"model {loaded.model.name!r}")
+        inputs.append(TensorSpec(name, _DTYPE_BY_NAME[dtype_name], dims))
 
     def fn(params: Any, *args: jax.Array) -> dict[str, jax.Array]:
         outs = loaded.call(params["model"], dict(zip(loaded.input_names, args)))

@@ -56,7 +56,7 @@ class ModelLoadError(JaxportError):
 
 
 class ShapeError(JaxportError):
-    """Declared input shapes do not fit the models (found by `jax.eval_shape`)."""
+    """Declared input shapes are out of bounds, or do not fit the models (found by `jax.eval_shape`)."""
 
     code = "shape_mismatch"
     http_status = 422

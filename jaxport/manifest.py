@@ -3,6 +3,9 @@
 Validation is complete before any model is loaded: every name a step uses is bound earlier,
 every `call` names a model, every `op` is whitelisted, every vmap level is well formed. Errors
 name the field (`functions.serving_default.steps[1].args`) and say how to fix it.
+
+A manifest is bounded before it costs time: the limits below (README, "The archive") cap
+nesting and counts, and are checked before the parts they bound are parsed.
 """
 
 from __future__ import annotations
@@ -18,6 +21,13 @@ from jaxport.specs import InputRange, TensorSpec, parse_range, parse_spec
 MANIFEST_NAME = "jaxport.toml"
 SAMPLES_NAME = "samples.npz"
 _STEP_KEYS = {"bind", "call", "op", "args", "vmap"}
+
+MAX_NESTING_DEPTH = 16  # tables and arrays inside one another
+MAX_DOTS_PER_LINE = 32  # a dotted key or table header costs tomllib time quadratic in its parts
+MAX_MODELS = 32
+MAX_FUNCTIONS = 16
+MAX_INPUTS_PER_FUNCTION = 32
+MAX_STEPS_PER_FUNCTION = 100
 
 
 @dataclass(frozen=True)
@@ -60,10 +70,14 @@ class Manifest:
 
 def parse_manifest(text: str) -> Manifest:
     """Parse and validate manifest text; raise `ManifestError` naming the offending field."""
+    _check_lines(text)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ManifestError(f"{MANIFEST_NAME} is not valid TOML: {exc}", "fix the TOML syntax") from None
+    except RecursionError:  # arrays or inline tables nested hundreds deep
+        raise _too_deep() from None
+    _check_nesting(data)
     if data.get("format") != 1:
         raise ManifestError(
             f"format = {data.get('format')!r} is not supported", 'write `format = 1` at the top',
@@ -74,13 +88,49 @@ def parse_manifest(text: str) -> Manifest:
         raise ManifestError(f"unknown top-level key(s) {sorted(unknown)}",
                             "allowed: format, models, functions", where=MANIFEST_NAME)
     models = _table(data, "models", MANIFEST_NAME)
+    _check_count(models, MAX_MODELS, "models", "MAX_MODELS", MANIFEST_NAME)
     for name, path in models.items():
         if not isinstance(path, str) or not path.endswith(".keras"):
             raise ManifestError(f"models.{name} must be the path of a .keras file, got {path!r}",
                                 where=MANIFEST_NAME)
     functions_data = _table(data, "functions", MANIFEST_NAME)
+    _check_count(functions_data, MAX_FUNCTIONS, "functions", "MAX_FUNCTIONS", MANIFEST_NAME)
     functions = {name: _parse_function(name, body, models) for name, body in functions_data.items()}
     return Manifest(models=models, functions=functions)
+
+
+def _check_lines(text: str) -> None:
+    """Refuse a line with more than MAX_DOTS_PER_LINE dots before tomllib sees it (a dotted
+    key of n parts costs it n² memory). TOML lines end at \\n; dots in strings count too."""
+    for number, line in enumerate(text.split("\n"), 1):
+        if line.count(".") > MAX_DOTS_PER_LINE:
+            raise ManifestError(
+                f"line {number} has {line.count('.')} dots, over the limit of "
+                f"{MAX_DOTS_PER_LINE} (MAX_DOTS_PER_LINE)",
+                "use short keys and table headers (see README, The archive)", where=MANIFEST_NAME)
+
+
+def _too_deep() -> ManifestError:
+    return ManifestError(f"tables and arrays are nested deeper than {MAX_NESTING_DEPTH} "
+                         "(MAX_NESTING_DEPTH)",
+                         "a manifest needs a few levels (functions.f.steps[i].vmap); see README, "
+                         "The archive", where=MANIFEST_NAME)
+
+
+def _check_nesting(value: Any, depth: int = 0) -> None:
+    """Raise `ManifestError` if tables and arrays nest deeper than MAX_NESTING_DEPTH."""
+    if isinstance(value, (dict, list)):
+        if depth >= MAX_NESTING_DEPTH:
+            raise _too_deep()
+        for item in value.values() if isinstance(value, dict) else value:
+            _check_nesting(item, depth + 1)
+
+
+def _check_count(items: dict | list, limit: int, what: str, constant: str, where: str) -> None:
+    if len(items) > limit:
+        raise ManifestError(f"{len(items)} {what}, over the limit of {limit} ({constant})",
+                            "split the work across several archives (see README, The archive)",
+                            where=where)
 
 
 def _table(data: dict, key: str, where: str) -> dict:
@@ -102,6 +152,7 @@ def _parse_function(name: str, body: Any, models: dict[str, str]) -> FunctionDef
     if not isinstance(inputs_data, dict) or not inputs_data:
         raise ManifestError("inputs is missing or empty",
                             'e.g. inputs = { images = "f32[b,224,224,3]" }', where=where)
+    _check_count(inputs_data, MAX_INPUTS_PER_FUNCTION, "inputs", "MAX_INPUTS_PER_FUNCTION", where)
     inputs, ranges = [], {}
     for key, value in inputs_data.items():
         spec, stated = _parse_input(key, value, f"{where}.inputs")
@@ -112,6 +163,7 @@ def _parse_function(name: str, body: Any, models: dict[str, str]) -> FunctionDef
     if not isinstance(steps_data, list) or not steps_data:
         raise ManifestError("has no [[functions.%s.steps]]" % name,
                             "add at least one step with `call` or `op`", where=where)
+    _check_count(steps_data, MAX_STEPS_PER_FUNCTION, "steps", "MAX_STEPS_PER_FUNCTION", where)
     bound = {s.name for s in inputs}
     steps = []
     for i, step_data in enumerate(steps_data):

@@ -69,20 +69,23 @@ def _eval_shape_learning_constraints(function: Function, params: Any) -> Any:
 
     When a model compares a symbolic dim with a constant (`s <= 16` to slice a position
     table), jax cannot decide it for every `s`. Valid inputs satisfy the comparison, so we add
-    it as a constraint and trace again, a few times at most; the constraints are reported.
+    it as a constraint and trace again, MAX_LEARNED_CONSTRAINTS times at most; the constraints
+    are reported. Past that, the last inconclusive comparison is the exception returned.
     """
-    for _ in range(MAX_LEARNED_CONSTRAINTS + 1):
+    learned = 0
+    while True:
         try:
             return jax.eval_shape(function.fn, params, *symbolic_args(function))
         except jax.errors.InconclusiveDimensionOperation as exc:
             match = _INCONCLUSIVE.search(str(exc))
             constraint = " ".join(match.groups()) if match else None
-            if constraint is None or constraint in function.constraints:
+            if (constraint is None or constraint in function.constraints
+                    or learned == MAX_LEARNED_CONSTRAINTS):
                 return exc
             function.constraints.append(constraint)
+            learned += 1
         except Exception as exc:  # noqa: BLE001 - any tracing failure is a shape problem here
             return exc
-    return exc
 
 
 def upper_bounds(function: Function) -> dict[str, int]:

@@ -1,17 +1,20 @@
 """Tensor specs: `dtype[dims]` strings such as `f32[b,4,64,64,3]`.
 
-A dim is an int (fixed) or a name (polymorphic symbol). Equal names mean equal sizes.
+A dim is an int (fixed) or a name (polymorphic symbol). Equal names mean equal sizes. A declared
+input has no zero dim, and its fixed dims hold at most MAX_INPUT_ELEMENTS elements (symbols take
+small sizes in verification), so that verifying it cannot need gigabytes.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
 import ml_dtypes
 import numpy as np
 
-from jaxport.errors import ManifestError
+from jaxport.errors import ManifestError, ShapeError
 
 DTYPES: dict[str, np.dtype] = {
     "f32": np.dtype("float32"),
@@ -26,6 +29,8 @@ _SPEC_RE = re.compile(r"^\s*([a-z0-9]+)\s*\[\s*(.*?)\s*\]\s*$")
 _SYMBOL_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 Dim = int | str
+
+MAX_INPUT_ELEMENTS = 1 << 24  # per declared input, product of its fixed dims (64 MiB of f32)
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,24 @@ def parse_spec(name: str, text: str, *, where: str = "") -> TensorSpec:
                 hint,
                 where=where,
             )
+    check_input_shape(name, dims, where=where)
     return TensorSpec(name, DTYPES[dtype_name], tuple(dims))
+
+
+def check_input_shape(name: str, shape: tuple[Dim, ...] | list[Dim], *, where: str = "") -> None:
+    """Raise `ShapeError` if input `name` has a zero dim or its fixed dims hold more than
+    MAX_INPUT_ELEMENTS elements."""
+    shape_text = f"[{','.join(str(d) for d in shape)}]"
+    if 0 in shape:
+        raise ShapeError(f"input {name!r} {shape_text} has a dimension 0",
+                         "every dimension needs a size of at least 1", where=where)
+    elements = math.prod(d for d in shape if isinstance(d, int))
+    if elements > MAX_INPUT_ELEMENTS:
+        raise ShapeError(
+            f"input {name!r} {shape_text} has {elements} elements, over the limit of "
+            f"{MAX_INPUT_ELEMENTS} (MAX_INPUT_ELEMENTS)",
+            "declare smaller inputs, or make the large dims symbolic (names such as b or s)",
+            where=where)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Streaming `multipart/form-data` upload: the `file` part goes to a temp file in chunks while
-its sha256 is taken, small text fields (`options`) are kept in memory up to a cap. Memory use
-stays constant whatever the upload size (python-multipart's push parser, no spooling)."""
+its sha256 is taken, small text fields (`options`) are kept in memory, each up to MAX_FIELD_BYTES
+and at most MAX_FORM_FIELDS of them. Memory use stays constant whatever the upload size
+(python-multipart's push parser, no spooling)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from python_multipart.multipart import MultipartParseError, MultipartParser, par
 from jaxport.errors import ArchiveTooLarge, JaxportError
 
 MAX_FIELD_BYTES = 64 * 1024
+MAX_FORM_FIELDS = 8  # parts other than `file`; the API reads one (`options`)
 ARCHIVE_SUFFIXES = (".keras", ".zip", ".tar.gz", ".tgz")
 
 
@@ -52,6 +54,7 @@ class _FormReceiver:
         self.max_bytes = max_bytes
         self.upload: Upload | None = None
         self.fields: dict[str, str] = {}
+        self._field_parts = 0
         self.too_large = False
         self._header_field = b""
         self._header_value = b""
@@ -93,6 +96,11 @@ class _FormReceiver:
             path = self.directory / safe_filename(filename)
             self._file = open(path, "wb")
             self.upload = Upload(path=path, filename=filename, sha256="", size=0)
+        else:
+            self._field_parts += 1
+            if self._field_parts > MAX_FORM_FIELDS:
+                raise UploadError(f"more than {MAX_FORM_FIELDS} form fields besides `file`",
+                                  "send `file` and optional `options`")
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         chunk = data[start:end]

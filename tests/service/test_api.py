@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import tarfile
+import warnings
 import zipfile
 
 import httpx
 import pytest
 
+import zoo
 from svc_stack import MAX_UPLOAD_BYTES, client_for, submit
 
 
@@ -63,11 +67,32 @@ def _post_bytes(client: httpx.Client, name: str, data: bytes, **form: str) -> ht
 
 def _encrypted_manifest_zip() -> bytes:
     """A zip whose jaxport.toml is flagged encrypted (zipfile refuses to read it)."""
+    return zoo.flag_encrypted(_zip_bytes({"jaxport.toml": b"format = 1"}), "jaxport.toml")
+
+
+ONE_MODEL = (b'format = 1\n[models]\nm = "m.keras"\n[functions.f]\ninputs = { x = "f32[b,2]" }\n'
+             b'outputs = { y = "x" }\n')
+TANH_STEP = b'[[functions.f.steps]]\nbind = "x"\nop = "tanh"\nargs = ["x"]\n'
+
+
+def _zip_with_two_manifests() -> bytes:
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        info = zipfile.ZipInfo("jaxport.toml")
-        info.flag_bits |= 0x1
-        zf.writestr(info, b"format = 1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile warns on the duplicate name
+        with zipfile.ZipFile(buf, "w") as zf:
+            for name, data in [("jaxport.toml", ONE_MODEL + TANH_STEP), ("m.keras", b"x"),
+                               ("jaxport.toml", b"format = 1")]:
+                zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _targz_bytes(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 
 
@@ -81,7 +106,15 @@ BAD_UPLOADS = {
                                                b'outputs = { y = "y" }\n[[functions.f.steps]]\n'
                                                b'bind = "y"\ncall = "m"\nargs = ["x"]\n'}),
         422, "bad_manifest"),
-    "encrypted_member": ("set.zip", _encrypted_manifest_zip(), 422, ("bad_archive", "bad_manifest")),
+    "encrypted_member": ("set.zip", _encrypted_manifest_zip(), 422, "bad_archive"),
+    "two_manifests": ("set.zip", _zip_with_two_manifests(), 422, "bad_archive"),
+    "tar_gz_bomb": ("set.tar.gz", _targz_bytes({"jaxport.toml": ONE_MODEL + TANH_STEP,
+                                                "m.keras": b"\0" * (20 * 1024 * 1024)}),
+                    422, "bad_archive"),
+    "deep_toml": ("set.zip", _zip_bytes({"jaxport.toml": b"format = 1\nx = " + b"[" * 5000
+                                                          + b"]" * 5000}), 422, "bad_manifest"),
+    "thousands_of_steps": ("set.zip", _zip_bytes({"jaxport.toml": ONE_MODEL + TANH_STEP * 2000,
+                                                  "m.keras": b"x"}), 422, "bad_manifest"),
     "tar_gz_garbage": ("set.tar.gz", b"\x1f\x8b" + b"\0" * 64, 422, "bad_archive"),
     "bad_toml": ("set.zip", _zip_bytes({"jaxport.toml": b"format = = 1"}), 422, "bad_manifest"),
     "zip_bomb": ("bomb.zip", _zip_bytes({"jaxport.toml": b"format = 1",
@@ -102,6 +135,18 @@ def test_bad_upload_is_4xx_before_queueing(acme, case):
 
 def test_zip_bomb_is_small_on_the_wire():
     assert len(BAD_UPLOADS["zip_bomb"][1]) < 100_000
+    assert len(BAD_UPLOADS["tar_gz_bomb"][1]) < 100_000
+
+
+def test_too_many_form_fields_is_400(acme, tiny_keras):
+    """Each field is capped in size; their number is capped too, while the body streams in."""
+    fields = {f"f{i}": "x" for i in range(100)}
+    r = _post_bytes(acme, "tiny.keras", tiny_keras.read_bytes(), **fields)
+    assert r.status_code == 400, r.text
+    error = error_of(r)
+    assert error["code"] == "bad_upload" and re.search(r"more than \d+ form fields",
+                                                       error["message"]), error
+    assert error["hint"]
 
 
 def test_oversized_upload_is_413(acme):
