@@ -103,25 +103,18 @@ def make_zip(path: Path, files: dict[str, bytes | Path]) -> Path:
     return path
 
 
-def make_targz(path: Path, files: dict[str, bytes | Path]) -> Path:
+def make_targz(path: Path, files: dict[str, bytes | Path] | list[tuple[str, bytes]],
+               entries: tuple[tarfile.TarInfo, ...] = ()) -> Path:
+    """A .tar.gz of `files` (a list may name a member twice), after the non-file `entries`."""
     with tarfile.open(path, "w:gz") as tf:
-        for name, content in files.items():
+        for entry in entries:
+            tf.addfile(entry)
+        for name, content in (files.items() if isinstance(files, dict) else files):
             data = content.read_bytes() if isinstance(content, Path) else content
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
     return path
-
-
-def flag_encrypted(data: bytes, name: str) -> bytes:
-    """Zip bytes with member `name` flagged encrypted (zipfile cannot write that flag itself)."""
-    out, encoded = bytearray(data), name.encode()
-    for signature, flags_at, name_at in ((b"PK\x03\x04", 6, 30), (b"PK\x01\x02", 8, 46)):
-        at = data.index(signature)
-        while data[at + name_at:at + name_at + len(encoded)] != encoded:
-            at = data.index(signature, at + 1)
-        out[at + flags_at] |= 0x1
-    return bytes(out)
 
 
 def npz_bytes(**arrays: np.ndarray) -> bytes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import re
 import subprocess
 import sys
@@ -118,12 +117,10 @@ def test_path_traversal_refused(tmp_path: Path) -> None:
 
 
 def test_tar_symlink_refused(tmp_path: Path) -> None:
-    path = tmp_path / "a.tar.gz"
-    with tarfile.open(path, "w:gz") as tf:
-        info = tarfile.TarInfo("embed.keras")
-        info.type = tarfile.SYMTYPE
-        info.linkname = "/etc/passwd"
-        tf.addfile(info)
+    link = tarfile.TarInfo("embed.keras")
+    link.type = tarfile.SYMTYPE
+    link.linkname = "/etc/passwd"
+    path = zoo.make_targz(tmp_path / "a.tar.gz", [], entries=(link,))
     with pytest.raises(ArchiveError, match="link or special file"):
         inspect_archive(path)
 
@@ -250,28 +247,18 @@ def test_colliding_member_names_refused(tmp_path: Path, names: list[str], expect
 
 
 def test_tar_with_a_name_twice_refused(tmp_path: Path) -> None:
-    path = tmp_path / "a.tar.gz"
-    with tarfile.open(path, "w:gz") as tf:
-        for name, data in [("jaxport.toml", GOOD.encode()), *STAND_INS.items(),
-                           ("embed.keras", b"y")]:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
+    path = zoo.make_targz(tmp_path / "a.tar.gz", [("jaxport.toml", GOOD.encode()),
+                                                   *STAND_INS.items(), ("embed.keras", b"y")])
     with pytest.raises(ArchiveError, match="'embed.keras' and 'embed.keras' are the same path"):
         inspect_archive(path)
 
 
 def test_targz_from_tar_dot_still_accepted(tmp_path: Path) -> None:
     """`tar czf set.tar.gz -C dir .` names members ./jaxport.toml and lists ./ first."""
-    path = tmp_path / "dot.tar.gz"
-    with tarfile.open(path, "w:gz") as tf:
-        root = tarfile.TarInfo("./")
-        root.type = tarfile.DIRTYPE
-        tf.addfile(root)
-        for name, data in {"jaxport.toml": GOOD.encode(), **STAND_INS}.items():
-            info = tarfile.TarInfo("./" + name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
+    root = tarfile.TarInfo("./")
+    root.type = tarfile.DIRTYPE
+    files = [("./" + name, data) for name, data in {"jaxport.toml": GOOD.encode(), **STAND_INS}.items()]
+    path = zoo.make_targz(tmp_path / "dot.tar.gz", files, entries=(root,))
     assert sorted(inspect_archive(path).members) == ["embed.keras", "head.keras", "jaxport.toml"]
 
 
