@@ -9,7 +9,6 @@ whitelisted jnp op. Weights are params (`params[model]["trainable"|"non_trainabl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import jax
