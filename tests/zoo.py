@@ -18,34 +18,17 @@ import numpy as np  # noqa: E402
 
 
 def with_real_bn(model: keras.Model, seed: int = 0) -> keras.Model:
-    """Give BatchNorm layers real statistics so the model's output depends on its input.
-
-    Random-init BN (mean 0, variance 1) lets activations drift through deep stacks until every
-    input gives the same output, and parity means nothing. Here gamma and beta are drawn, then
-    one training-mode pass over a random batch (pixel values where the model starts with a
-    Rescaling layer, N(0, 1) otherwise) sets every moving mean and variance to the statistics
-    of that layer's actual inputs, as training would.
-    """
+    """Draw BatchNorm moving statistics and affine params so the model is input-sensitive."""
     rng = np.random.default_rng(seed)
-    layers = [l for l in model._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
-    if not layers:
-        return model
-    for layer in layers:
-        shape = layer.moving_mean.shape
-        if layer.gamma is not None:
-            layer.gamma.assign(rng.uniform(0.8, 1.2, shape).astype("float32"))
-        if layer.beta is not None:
-            layer.beta.assign(rng.normal(0, 0.1, shape).astype("float32"))
-    pixels = any(isinstance(l, keras.layers.Rescaling) for l in model.layers[:4])
-    batch = [rng.uniform(0, 255, (8, *t.shape[1:])) if pixels else rng.standard_normal((8, *t.shape[1:]))
-             for t in model.inputs]
-    momentum = [l.momentum for l in layers]
-    for layer in layers:
-        layer.momentum = 0.0
-    model([b.astype("float32") for b in batch] if len(batch) > 1 else batch[0].astype("float32"),
-          training=True)
-    for layer, m in zip(layers, momentum):
-        layer.momentum = m
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.BatchNormalization):
+            shape = layer.moving_mean.shape
+            layer.moving_mean.assign(rng.normal(0, 0.1, shape).astype("float32"))
+            layer.moving_variance.assign(rng.uniform(0.5, 1.5, shape).astype("float32"))
+            if layer.gamma is not None:
+                layer.gamma.assign(rng.uniform(0.8, 1.2, shape).astype("float32"))
+            if layer.beta is not None:
+                layer.beta.assign(rng.normal(0, 0.1, shape).astype("float32"))
     return model
 
 
