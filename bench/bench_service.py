@@ -1,5 +1,5 @@
 """Benchmark: job time on a warm jaxport service vs the hand-run pipeline, and API memory
-while a 500 MB upload streams in (DESIGN.md §9.1).
+while a 500 MB upload streams in.
 
     python bench/bench_service.py [--models tiny,mobilenet] [--runs 3] [--upload-mb 500]
 

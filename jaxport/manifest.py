@@ -1,4 +1,4 @@
-"""`jaxport.toml`: parse and validate the manifest of a composite archive (DESIGN.md §2).
+"""`jaxport.toml`: parse and validate the manifest of a composite archive.
 
 Validation is complete before any model is loaded: every name a step uses is bound earlier,
 every `call` names a model, every `op` is whitelisted, every vmap level is well formed. Errors

@@ -109,7 +109,7 @@ OPS: dict[str, Op] = {
     "negative": _unary("jax.numpy.negative"),
     "scale": Op(lambda x, factor: x * factor, {"factor": (int, float)}),
 }
-OPS["l2-normalize"] = OPS["l2_normalize"]  # the spelling DESIGN.md uses
+OPS["l2-normalize"] = OPS["l2_normalize"]  # the hyphenated spelling, accepted too
 
 _REQUIRED = {"einsum": {"equation"}, "reshape": {"shape"}, "scale": {"factor"}}
 

@@ -1,4 +1,4 @@
-"""`jaxport up | serve | worker | submit` (DESIGN.md §6). `register(subparsers)` adds them to the
+"""`jaxport up | serve | worker | submit`. `register(subparsers)` adds them to the
 `jaxport` CLI; `python -m service <command>` runs them without it."""
 
 from __future__ import annotations

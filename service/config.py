@@ -1,4 +1,4 @@
-"""Server configuration from the environment (DESIGN.md §7), shared by the API and workers."""
+"""Server configuration from the environment, shared by the API and workers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`/v1/jobs`: submit, read, list, watch (SSE), download, cancel/delete (DESIGN.md §5), and
+"""`/v1/jobs`: submit, read, list, watch (SSE), download, cancel/delete, and
 single files of a job's TF.js model (what `tf.loadGraphModel` fetches in the web UI)."""
 
 from __future__ import annotations

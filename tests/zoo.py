@@ -117,6 +117,17 @@ def make_targz(path: Path, files: dict[str, bytes | Path] | list[tuple[str, byte
     return path
 
 
+def flag_encrypted(data: bytes, name: str) -> bytes:
+    """Zip bytes with member `name` flagged encrypted (zipfile cannot write that flag itself)."""
+    out, encoded = bytearray(data), name.encode()
+    for signature, flags_at, name_at in ((b"PK\x03\x04", 6, 30), (b"PK\x01\x02", 8, 46)):
+        at = data.index(signature)
+        while data[at + name_at:at + name_at + len(encoded)] != encoded:
+            at = data.index(signature, at + 1)
+        out[at + flags_at] |= 0x1
+    return bytes(out)
+
+
 def npz_bytes(**arrays: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, **arrays)

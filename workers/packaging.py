@@ -1,4 +1,4 @@
-"""Turn a conversion's OUT directory into the downloadable artifacts of DESIGN.md §5."""
+"""Turn a conversion's OUT directory into the downloadable artifacts of the HTTP API."""
 
 from __future__ import annotations
 

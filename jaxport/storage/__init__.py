@@ -1,6 +1,6 @@
 """Object storage for uploads and artifacts: `file://` and `s3://` behind one interface.
 
-`open_storage(url)` picks the backend from the URL (DESIGN.md §7: `JAXPORT_STORAGE_URL`,
+`open_storage(url)` picks the backend from the URL (`JAXPORT_STORAGE_URL`,
 `JAXPORT_S3_ENDPOINT_URL`, and `JAXPORT_S3_PUBLIC_ENDPOINT_URL` when clients reach the store
 at another address than the servers do).
 """
