@@ -59,6 +59,9 @@ class Settings:
     job_timeout_s: int = 1800
     job_max_memory_mb: int = 8192
     allow_trusted_code: bool = False
+    tenant_max_active_jobs: int = 16  # queued + running jobs per tenant
+    tenant_max_uploads_per_min: int = 60
+    job_ttl_s: int = 7 * 24 * 3600  # a finished job's record and artifacts are kept this long
 
     @property
     def auth_enabled(self) -> bool:
@@ -83,4 +86,9 @@ class Settings:
             job_timeout_s=_int_env("JAXPORT_JOB_TIMEOUT_S", cls.job_timeout_s),
             job_max_memory_mb=_int_env("JAXPORT_JOB_MAX_MEMORY_MB", cls.job_max_memory_mb),
             allow_trusted_code=env.get("JAXPORT_ALLOW_TRUSTED_CODE", "0").strip() == "1",
+            tenant_max_active_jobs=_int_env("JAXPORT_TENANT_MAX_ACTIVE_JOBS",
+                                            cls.tenant_max_active_jobs),
+            tenant_max_uploads_per_min=_int_env("JAXPORT_TENANT_MAX_UPLOADS_PER_MIN",
+                                                cls.tenant_max_uploads_per_min),
+            job_ttl_s=_int_env("JAXPORT_JOB_TTL_S", cls.job_ttl_s),
         )

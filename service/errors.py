@@ -25,10 +25,22 @@ class NotFound(JaxportError):
 
 
 class ServiceUnavailable(JaxportError):
-    """Redis or the broker cannot be reached: the client may retry later."""
+    """Something the service needs is missing or cannot be reached; with `retry_after_s`, the
+    answer carries `Retry-After` (the client may retry then)."""
 
     code = "service_unavailable"
     http_status = 503
+
+    def __init__(self, message: str, hint: str = "", retry_after_s: float | None = None) -> None:
+        super().__init__(message, hint)
+        self.retry_after_s = None if retry_after_s is None else max(1, round(retry_after_s))
+
+
+class TooManyRequests(ServiceUnavailable):
+    """A tenant is over one of its limits: 429 with `Retry-After`."""
+
+    code = "too_many_requests"
+    http_status = 429
 
 
 def error_response(status: int, code: str, message: str, hint: str = "",
@@ -45,7 +57,9 @@ def install(app: FastAPI) -> None:
         if exc.http_status >= 500:
             log.error("%s %s -> %s: %s", request.method, request.url.path, exc.code, exc)
         body = exc.to_dict()
-        headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else {}
+        if getattr(exc, "retry_after_s", None):
+            headers["Retry-After"] = str(exc.retry_after_s)
         return error_response(exc.http_status, body["code"], body["message"], body["hint"], headers)
 
     @app.exception_handler(RequestValidationError)

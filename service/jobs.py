@@ -18,15 +18,16 @@ from starlette.concurrency import run_in_threadpool
 
 from jaxport.archive import inspect_archive
 from jaxport.errors import ArchiveError, JaxportError
-from jaxport.jobs import (ARTIFACT_NAMES, CANCELED, SUCCEEDED, TERMINAL, JobNotFound, JobRecord,
-                          JobStore, artifact_key, events_channel, new_job_id, new_record,
-                          public_view, report_fields)
+from jaxport.jobs import (ARTIFACT_NAMES, CANCELED, TERMINAL, JobNotFound, JobRecord, JobStore,
+                          artifact_key, events_channel, new_job_id, new_record, public_view)
+from jaxport.jobs.reuse import reuse_result
 from jaxport.options import ConvertOptions, OptionsError
 from jaxport.storage import ObjectNotFound, Storage
 from service import metrics
 from service.auth import tenant_for
 from service.downloads import artifact_response, media_type, zip_member
-from service.errors import NotFound, ServiceUnavailable
+from service.config import Settings
+from service.errors import NotFound, ServiceUnavailable, TooManyRequests
 from service.uploads import Upload, UploadError, receive_upload
 from workers.app import enqueue
 
@@ -90,6 +91,7 @@ async def submit_job(request: Request, tenant: Tenant,
         known = await run_in_threadpool(store.idempotent_job, tenant, idempotency_key)
         if known:
             return await _replay(request, known, tenant)
+    await run_in_threadpool(_check_tenant_limits, store, settings, tenant)
     job_id = new_job_id()
     tmp = Path(tempfile.mkdtemp(prefix="jaxport-upload-", dir=request.app.state.upload_dir))
     try:
@@ -111,6 +113,29 @@ async def submit_job(request: Request, tenant: Tenant,
         await run_in_threadpool(shutil.rmtree, tmp, True)
 
 
+ACTIVE_RETRY_AFTER_S = 10
+
+
+def _check_tenant_limits(store: JobStore, settings: Settings, tenant: str) -> None:
+    """Refuse (429) a tenant over its upload rate or its active jobs before reading the upload."""
+    count, left_s = store.count_upload(tenant)
+    if count > settings.tenant_max_uploads_per_min:
+        raise TooManyRequests(
+            f"tenant {tenant!r} sent {count} uploads this minute, over its limit of "
+            f"{settings.tenant_max_uploads_per_min}",
+            f"retry in {left_s:.0f} s; the operator sets JAXPORT_TENANT_MAX_UPLOADS_PER_MIN",
+            retry_after_s=left_s)
+    if store.active_count(tenant) >= settings.tenant_max_active_jobs:
+        raise _too_many_active(tenant, settings)
+
+
+def _too_many_active(tenant: str, settings: Settings) -> TooManyRequests:
+    return TooManyRequests(
+        f"tenant {tenant!r} has {settings.tenant_max_active_jobs} jobs queued or running, its limit",
+        "wait for one to finish (or cancel one with DELETE /v1/jobs/{id}); the operator sets "
+        "JAXPORT_TENANT_MAX_ACTIVE_JOBS", retry_after_s=ACTIVE_RETRY_AFTER_S)
+
+
 async def _create_job(request: Request, job_id: str, tenant: str, upload: Upload,
                       options: dict) -> Response:
     """Record the job and queue it, or finish it at once from the cache."""
@@ -124,15 +149,22 @@ async def _create_job(request: Request, job_id: str, tenant: str, upload: Upload
         await run_in_threadpool(_answer_from_cache, store, storage, record, cached)
         metrics.JOBS_SUBMITTED.labels("cached").inc()
     else:
-        await run_in_threadpool(storage.put_file, upload_info["key"], upload.path)
-        await run_in_threadpool(store.create, record)
+        if not await run_in_threadpool(store.reserve_slot, tenant, job_id,
+                                       settings.tenant_max_active_jobs):
+            raise _too_many_active(tenant, settings)
+        try:
+            await run_in_threadpool(storage.put_file, upload_info["key"], upload.path)
+            await run_in_threadpool(store.create, record)
+        except BaseException:
+            await run_in_threadpool(store.release_slot, tenant, job_id)
+            raise
         try:
             await run_in_threadpool(enqueue, job_id)
         except Exception as exc:
             await run_in_threadpool(store.delete, record)
             await run_in_threadpool(storage.delete_prefix, f"uploads/{job_id}/")
             raise ServiceUnavailable(f"the job queue is unavailable: {exc}"[:300],
-                                     "retry in a moment") from exc
+                                     "retry in a moment", retry_after_s=5) from exc
         metrics.JOBS_SUBMITTED.labels("queued").inc()
     return _job_response(record, 202)
 
@@ -158,12 +190,7 @@ async def _replay(request: Request, job_id: str, tenant: str) -> Response:
 
 def _answer_from_cache(store: JobStore, storage: Storage, record: JobRecord, cached: JobRecord) -> None:
     """Finish `record` at once with copies of `cached`'s artifacts (no conversion)."""
-    for artifact in cached["artifacts"]:
-        storage.copy(artifact_key(cached["id"], artifact["name"]),
-                     artifact_key(record["id"], artifact["name"]))
-    record.update(status=SUCCEEDED, stage="done", progress=1.0, cached_from=cached["id"],
-                  **report_fields(cached), artifacts=cached["artifacts"],
-                  message="answered from an identical earlier job")
+    record.update(reuse_result(storage, cached, record["id"], "answered from an identical earlier job"))
     store.create(record)
 
 
@@ -264,6 +291,7 @@ async def delete_job(request: Request, job_id: str, tenant: Tenant) -> Response:
         canceled = await run_in_threadpool(store.update, job_id, {
             "status": CANCELED, "stage": "canceled", "message": "canceled by the client"})
         if canceled is not None:
+            await run_in_threadpool(storage.delete_prefix, f"uploads/{job_id}/")
             return JSONResponse(public_view(canceled))
         record = await _get_owned(request, job_id, tenant)  # it finished meanwhile
     await run_in_threadpool(storage.delete_prefix, f"jobs/{job_id}/")

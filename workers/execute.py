@@ -1,5 +1,11 @@
 """One job, start to finish, on a worker: lease, download, convert in an isolated child,
-package, upload, record. Safe to run twice for the same job (at-least-once delivery)."""
+package, upload, record. Safe to run twice for the same job (at-least-once delivery).
+
+Two identical jobs (same tenant, bytes, options) in flight convert once: the second to start
+waits, lease kept, while the first runs (`JobStore.claim_inflight`) and is answered from its
+artifacts; if the first does not succeed, or goes back to the queue after losing its worker,
+the second converts on its own (so a lone worker never waits on a job queued behind it).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import json
 import logging
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +23,7 @@ from typing import Any
 from jaxport.errors import JaxportError
 from jaxport.jobs import (FAILED, PARTIAL, RUNNING, SUCCEEDED, TERMINAL, JobNotFound, JobRecord,
                           JobStore, artifact_key, report_fields)
+from jaxport.jobs.reuse import reuse_result
 from jaxport.options import ConvertOptions
 from jaxport.storage import Storage
 from service.config import Settings
@@ -26,6 +34,7 @@ log = logging.getLogger("jaxport.worker")
 
 LEASE_TTL_S = 10.0
 COMPLETE_MARKER = "complete.json"
+FOLLOW_POLL_S = 1.0
 
 
 def execute_job(job_id: str, store: JobStore, storage: Storage, settings: Settings,
@@ -55,7 +64,9 @@ def _run_leased(job_id: str, store: JobStore, storage: Storage, settings: Settin
         if storage.exists(marker):  # a previous attempt uploaded everything, then died
             storage.get_file(marker, work / COMPLETE_MARKER)
             done = json.loads((work / COMPLETE_MARKER).read_text())
-            _finish(job_id, store, storage, done["report"], done["artifacts"])
+            _finish(job_id, store, storage, settings, done["report"], done["artifacts"])
+            return
+        if _answered_by_identical_job(job_id, store, storage, token):
             return
         record = store.update(job_id, lambda r: {
             "status": RUNNING, "stage": "starting", "progress": 0.0, "attempts": r["attempts"] + 1,
@@ -66,6 +77,7 @@ def _run_leased(job_id: str, store: JobStore, storage: Storage, settings: Settin
             report = _convert(record, work, store, storage, settings, token)
         except JobAborted:
             log.info("job %s stopped: canceled or lease lost", job_id)
+            store.release_inflight(record)
             return
         except JaxportError as exc:
             _fail(job_id, store, storage, exc.to_dict())
@@ -76,7 +88,56 @@ def _run_leased(job_id: str, store: JobStore, storage: Storage, settings: Settin
                          for name, path in files.items()]
             (work / COMPLETE_MARKER).write_text(json.dumps({"report": report, "artifacts": artifacts}))
             storage.put_file(marker, work / COMPLETE_MARKER)
-        _finish(job_id, store, storage, report, artifacts)
+        _finish(job_id, store, storage, settings, report, artifacts)
+
+
+def _answered_by_identical_job(job_id: str, store: JobStore, storage: Storage, token: str) -> bool:
+    """Claim the job's in-flight mark, or wait for the identical job holding it. True when the
+    job needs no conversion: answered from the other job's result, or canceled meanwhile."""
+    while True:
+        record = store.get(job_id)
+        cached = store.cached_job(record["tenant"], record["upload"]["sha256"], record["options"])
+        if cached is not None:  # an identical job finished after this one was queued
+            return _reuse(job_id, cached, store, storage, "answered from an identical earlier job")
+        leader = store.claim_inflight(record)
+        if leader == job_id:
+            return False
+        if store.update(job_id, {"status": RUNNING, "stage": "waiting", "progress": 0.0,
+                                 "message": f"waiting for identical job {leader}"}) is None:
+            return True
+        log.info("job %s waits for identical job %s", job_id, leader)
+        with lease_kept(store, job_id, token):
+            source = _wait_for(leader, job_id, store)
+        if source is None:
+            return True  # this job was canceled or deleted
+        if source.get("status") == SUCCEEDED:
+            return _reuse(job_id, source, store, storage, f"answered from identical job {leader}")
+        # the other job did not succeed, or lost its worker: claim the mark and convert
+
+
+def _reuse(job_id: str, source: JobRecord, store: JobStore, storage: Storage, message: str) -> bool:
+    record = store.update(job_id, reuse_result(storage, source, job_id, message))
+    if record is not None:
+        _drop_upload(record, storage)
+    return True
+
+
+def _wait_for(other: str, job_id: str, store: JobStore) -> JobRecord | None:
+    """Poll until job `other` stops running (finished, or queued again after losing its worker)
+    or is gone ({} then); None if `job_id` itself stops running (canceled)."""
+    while True:
+        try:
+            if store.get(job_id)["status"] != RUNNING:
+                return None
+        except JobNotFound:
+            return None
+        try:
+            record = store.get(other)
+        except JobNotFound:
+            return {}
+        if record["status"] != RUNNING:
+            return record
+        time.sleep(FOLLOW_POLL_S)
 
 
 @contextmanager
@@ -158,7 +219,7 @@ def _error_text(target: dict) -> str:
     return str(error or target.get("status"))
 
 
-def _finish(job_id: str, store: JobStore, storage: Storage, report: dict,
+def _finish(job_id: str, store: JobStore, storage: Storage, settings: Settings, report: dict,
             artifacts: list[dict]) -> None:
     def changes(record: JobRecord) -> dict:
         status, error = _job_status(report, record["options"]["targets"])
@@ -169,13 +230,15 @@ def _finish(job_id: str, store: JobStore, storage: Storage, report: dict,
     if record is not None:
         _drop_upload(record, storage)
         if record["status"] == SUCCEEDED:
-            store.remember_result(record)
+            store.remember_result(record, ttl_s=settings.job_ttl_s)
+        store.release_inflight(record)
 
 
 def _fail(job_id: str, store: JobStore, storage: Storage, error: dict) -> None:
     record = store.update(job_id, {"status": FAILED, "stage": "failed", "error": error})
     if record is not None:
         _drop_upload(record, storage)
+        store.release_inflight(record)
 
 
 def _drop_upload(record: JobRecord, storage: Storage) -> None:

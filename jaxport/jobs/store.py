@@ -5,6 +5,9 @@ Keys (prefix `jaxport:`): `job:<id>` the JSON record · `tenant:<t>:jobs` zset s
 `events:<id>` pub/sub channel of public records · `idem:<t>:<sha(key)>` → id ·
 `cache:<t>:<upload sha>:<options sha>` → id of a succeeded job · `lease:<id>` → worker token
 while a worker runs the job · `active` set of non-terminal job ids (scanned by the reaper) ·
+`tenant:<t>:active` the same per tenant (the active-jobs limit) · `finished` zset id→time it
+became terminal (the retention sweeper) · `rate:<t>:<minute>` uploads counted per minute ·
+`inflight:<t>:<upload sha>:<options sha>` → the job converting those bytes and options ·
 `worker:<hostname>` heartbeat of each ready worker.
 """
 
@@ -18,10 +21,16 @@ from typing import Any
 
 import redis
 
-from jaxport.jobs.record import TERMINAL, JobRecord, public_view
+from jaxport.jobs.record import RUNNING, TERMINAL, JobRecord, public_view
 
 P = "jaxport:"
 IDEMPOTENCY_TTL_S = 24 * 3600
+# Take an active-job slot for a tenant unless it holds ARGV[2] already.
+_RESERVE = ("if redis.call('sismember', KEYS[1], ARGV[1]) == 1 then return 1 end "
+            "if redis.call('scard', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end "
+            "redis.call('sadd', KEYS[1], ARGV[1]) return 1")
+_DEL_IF_EQUAL = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
+                 "return redis.call('del', KEYS[1]) else return 0 end")
 
 
 class JobNotFound(KeyError):
@@ -63,6 +72,9 @@ class JobStore:
         pipe.zadd(f"{P}tenant:{record['tenant']}:jobs", {record["id"]: seq})
         if record["status"] not in TERMINAL:
             pipe.sadd(f"{P}active", record["id"])
+            pipe.sadd(f"{P}tenant:{record['tenant']}:active", record["id"])
+        else:
+            pipe.zadd(f"{P}finished", {record["id"]: time.time()})
         pipe.execute()
         self._publish(record)
 
@@ -100,6 +112,8 @@ class JobStore:
             pipe.set(key, json.dumps(record))
             if record["status"] in TERMINAL:
                 pipe.srem(f"{P}active", job_id)
+                pipe.srem(f"{P}tenant:{record['tenant']}:active", job_id)
+                pipe.zadd(f"{P}finished", {job_id: time.time()}, nx=True)
             return record
 
         record = self.r.transaction(apply, key, value_from_callable=True)
@@ -112,6 +126,8 @@ class JobStore:
         pipe.delete(f"{P}job:{record['id']}")
         pipe.zrem(f"{P}tenant:{record['tenant']}:jobs", record["id"])
         pipe.srem(f"{P}active", record["id"])
+        pipe.srem(f"{P}tenant:{record['tenant']}:active", record["id"])
+        pipe.zrem(f"{P}finished", record["id"])
         pipe.execute()
 
     def list(self, tenant: str, limit: int, cursor: str | None) -> tuple[list[JobRecord], str | None]:
@@ -129,6 +145,41 @@ class JobStore:
 
     def active_ids(self) -> list[str]:
         return [m.decode() for m in self.r.smembers(f"{P}active")]
+
+    def finished_before(self, when: float, limit: int = 500) -> list[str]:
+        """Ids of jobs that became terminal before `when` (oldest first): the expired ones."""
+        return [m.decode() for m in self.r.zrangebyscore(f"{P}finished", "-inf", when,
+                                                         start=0, num=limit)]
+
+    def forget(self, job_id: str) -> None:
+        """Drop `job_id` from the indexes when its record is already gone."""
+        self.r.zrem(f"{P}finished", job_id)
+        self.r.srem(f"{P}active", job_id)
+
+    # tenant limits ------------------------------------------------------------------------
+    def active_count(self, tenant: str) -> int:
+        """Queued + running jobs of `tenant`."""
+        return int(self.r.scard(f"{P}tenant:{tenant}:active"))
+
+    def reserve_slot(self, tenant: str, job_id: str, limit: int) -> bool:
+        """Count `job_id` among `tenant`'s active jobs unless it already has `limit` of them."""
+        return bool(self.r.eval(_RESERVE, 1, f"{P}tenant:{tenant}:active", job_id, limit))
+
+    def release_slot(self, tenant: str, job_id: str) -> None:
+        """Undo `reserve_slot` (the submission failed before the job was recorded)."""
+        self.r.srem(f"{P}tenant:{tenant}:active", job_id)
+
+    def count_upload(self, tenant: str, window_s: int = 60) -> tuple[int, float]:
+        """Count one upload of `tenant` in the current `window_s` window; return the count so far
+        and the seconds left in the window."""
+        now = time.time()
+        window = int(now // window_s)
+        key = f"{P}rate:{tenant}:{window}"
+        pipe = self.r.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, 2 * window_s)
+        count, _ = pipe.execute()
+        return int(count), (window + 1) * window_s - now
 
     def _publish(self, record: JobRecord) -> None:
         self.r.publish(events_channel(record["id"]), json.dumps(public_view(record)))
@@ -148,9 +199,7 @@ class JobStore:
 
     def release_idempotency_key(self, tenant: str, key: str, job_id: str) -> None:
         """Unbind `key` if it still names `job_id` (the submission failed after claiming)."""
-        script = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
-                  "return redis.call('del', KEYS[1]) else return 0 end")
-        self.r.eval(script, 1, self._idem_key(tenant, key), job_id)
+        self.r.eval(_DEL_IF_EQUAL, 1, self._idem_key(tenant, key), job_id)
 
     def idempotent_job(self, tenant: str, key: str) -> str | None:
         bound = self.r.get(self._idem_key(tenant, key))
@@ -170,9 +219,38 @@ class JobStore:
             return None
         return record if record["status"] == "succeeded" else None
 
-    def remember_result(self, record: JobRecord) -> None:
+    def remember_result(self, record: JobRecord, ttl_s: int | None = None) -> None:
+        """Let later identical uploads be answered from `record` (for `ttl_s`, its retention)."""
         self.r.set(self._cache_key(record["tenant"], record["upload"]["sha256"], record["options"]),
-                   record["id"])
+                   record["id"], ex=ttl_s)
+
+    def _inflight_key(self, record: JobRecord) -> str:
+        return (f"{P}inflight:{record['tenant']}:{record['upload']['sha256']}:"
+                f"{options_digest(record['options'])}")
+
+    def claim_inflight(self, record: JobRecord) -> str:
+        """Mark `record` as the one job converting its bytes and options, unless another running
+        job already is; return the id of the job that is (`record`'s own id when claimed)."""
+        key = self._inflight_key(record)
+
+        def claim(pipe: redis.client.Pipeline) -> str:
+            holder = pipe.get(key)
+            holder = holder.decode() if holder else None
+            if holder and holder != record["id"]:
+                try:
+                    if self.get(holder)["status"] == RUNNING:
+                        return holder
+                except JobNotFound:
+                    pass
+            pipe.multi()
+            pipe.set(key, record["id"])
+            return record["id"]
+
+        return self.r.transaction(claim, key, value_from_callable=True)
+
+    def release_inflight(self, record: JobRecord) -> None:
+        """Unmark `record` (it finished) if it is still the one marked."""
+        self.r.eval(_DEL_IF_EQUAL, 1, self._inflight_key(record), record["id"])
 
     # worker leases ------------------------------------------------------------------------
     def acquire_lease(self, job_id: str, token: str, ttl_s: float) -> bool:
@@ -185,9 +263,7 @@ class JobStore:
         return bool(self.r.eval(script, 1, f"{P}lease:{job_id}", token, int(ttl_s * 1000)))
 
     def release_lease(self, job_id: str, token: str) -> None:
-        script = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
-                  "return redis.call('del', KEYS[1]) else return 0 end")
-        self.r.eval(script, 1, f"{P}lease:{job_id}", token)
+        self.r.eval(_DEL_IF_EQUAL, 1, f"{P}lease:{job_id}", token)
 
     def lease_held(self, job_id: str) -> bool:
         return bool(self.r.exists(f"{P}lease:{job_id}"))

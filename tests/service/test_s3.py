@@ -32,7 +32,7 @@ def s3_endpoint(log_dir) -> Iterator[str]:
         except httpx.TransportError:
             return False
 
-    wait_until(up, 30, "moto server")
+    wait_until(up, 90, "moto server")  # importing moto takes long on a busy machine
     yield url
     proc.terminate()
     proc.wait(10)
@@ -110,3 +110,28 @@ def test_submit_command_downloads_and_unpacks_the_bundle(s3_api, tiny_keras, tmp
     assert (out / "model.tflite").is_file() and (out / "report.json").is_file()
     assert (out / "savedmodel" / "saved_model.pb").is_file()
     assert '"status": "succeeded"' in result.stdout
+
+
+def test_sweeper_deletes_an_expired_job_from_the_bucket(s3, s3_endpoint, s3_api, redis_url,
+                                                        tiny_keras, monkeypatch):
+    """Last in this module: it sweeps every job of this deployment that finished before `old`."""
+    from jaxport.jobs import JobStore
+    from jaxport.storage import open_storage
+    from workers.reaper import sweep_once
+
+    with client_for(s3_api, "acme") as acme:
+        old, kept = (wait_job(acme, submit(acme, tiny_keras, {**FAST_TARGETS, "name": n}).json()["id"],
+                              timeout=300) for n in ("expires", "stays"))
+        assert old["status"] == kept["status"] == "succeeded"
+        store = JobStore.from_url(f"{redis_url}/1")
+        monkeypatch.setenv("JAXPORT_S3_ENDPOINT_URL", s3_endpoint)
+        storage = open_storage(f"s3://{BUCKET}/artifacts")
+        finished = {j["id"]: store.r.zscore("jaxport:finished", j["id"]) for j in (old, kept)}
+        assert finished[old["id"]] < finished[kept["id"]]
+        swept = sweep_once(store, storage, ttl_s=60, now=finished[old["id"]] + 60)
+        assert old["id"] in swept and kept["id"] not in swept
+        assert acme.get(f"/v1/jobs/{old['id']}").status_code == 404
+        assert acme.get(f"/v1/jobs/{kept['id']}").status_code == 200
+        keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])}
+        assert not [k for k in keys if f"/{old['id']}/" in k]
+        assert f"artifacts/jobs/{kept['id']}/model.tflite" in keys
