@@ -17,14 +17,29 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def with_real_bn(model: keras.Model, seed: int = 0) -> keras.Model:
-    """Draw BatchNorm moving statistics and affine params so the model is input-sensitive."""
+def with_real_bn(model: keras.Model, seed: int = 0,
+                 calibration: np.ndarray | None = None) -> keras.Model:
+    """Give BatchNorm layers statistics that make `model` input-sensitive.
+
+    By default the moving mean and variance are drawn. With `calibration` (a batch of inputs
+    for a single-input functional model), each layer's moving statistics are those of its own
+    input on that batch, measured in order: for models whose signal drawn statistics do not
+    carry to the output (MobileNet V1/V2 give the same logits for every input). The affine
+    params are drawn either way.
+    """
     rng = np.random.default_rng(seed)
     for layer in model._flatten_layers():
         if isinstance(layer, keras.layers.BatchNormalization):
             shape = layer.moving_mean.shape
-            layer.moving_mean.assign(rng.normal(0, 0.1, shape).astype("float32"))
-            layer.moving_variance.assign(rng.uniform(0.5, 1.5, shape).astype("float32"))
+            if calibration is None:
+                mean = rng.normal(0, 0.1, shape)
+                variance = rng.uniform(0.5, 1.5, shape)
+            else:
+                h = np.asarray(keras.Model(model.inputs, layer.input)(calibration))
+                axes = tuple(range(h.ndim - 1))
+                mean, variance = h.mean(axes), h.var(axes) + 1e-3
+            layer.moving_mean.assign(np.asarray(mean, "float32"))
+            layer.moving_variance.assign(np.asarray(variance, "float32"))
             if layer.gamma is not None:
                 layer.gamma.assign(rng.uniform(0.8, 1.2, shape).astype("float32"))
             if layer.beta is not None:
@@ -32,10 +47,21 @@ def with_real_bn(model: keras.Model, seed: int = 0) -> keras.Model:
     return model
 
 
+def images(model: keras.Model, rows: int = 8, seed: int = 0) -> np.ndarray:
+    """`rows` random images for `model`'s one image input: pixels in [0, 255] when the model
+    starts with its own preprocessing (Rescaling/Normalization), else in [-1, 1] (what the
+    preprocess_input of MobileNet, Xception and Inception gives)."""
+    first = [type(layer).__name__ for layer in model.layers[1:3]]
+    low, high = (0, 255) if {"Rescaling", "Normalization"} & set(first) else (-1, 1)
+    shape = (rows, *model.inputs[0].shape[1:])
+    return np.random.default_rng(seed).uniform(low, high, shape).astype("float32")
+
+
 def mobilenet_v2(size: int = 32) -> keras.Model:
-    return with_real_bn(keras.applications.MobileNetV2(
-        input_shape=(size, size, 3), alpha=0.35, weights=None, classifier_activation=None,
-        classes=10))
+    """MobileNetV2 (alpha 0.35, 10 logits) with BatchNorm statistics calibrated on images."""
+    model = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=0.35, weights=None,
+                                           classifier_activation=None, classes=10)
+    return with_real_bn(model, calibration=images(model))
 
 
 def small_cnn(size: int = 16, features: int = 8, name: str = "cnn") -> keras.Model:

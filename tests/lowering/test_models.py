@@ -20,6 +20,7 @@ from jaxport.program import Function, Program  # noqa: E402
 from jaxport.specs import parse_spec  # noqa: E402
 from jaxport.verify.runtimes import SavedModelRunner, TfliteRunner  # noqa: E402
 from tests.lowering.harness import assert_close, check_program, op_types, random_inputs, reference, runtime_params, tflite_convert  # noqa: E402
+from tests import zoo  # noqa: E402
 from tests.zoo import with_real_bn  # noqa: E402
 
 B13 = [{"b": 1}, {"b": 3}]
@@ -40,7 +41,7 @@ def keras_program(model: keras.Model, spec: str) -> Program:
 
 
 def _mobilenet_v2() -> keras.Model:
-    return with_real_bn(keras.applications.MobileNetV2(input_shape=(64, 64, 3), alpha=0.35, weights=None, classifier_activation=None, classes=10))
+    return zoo.mobilenet_v2(64)
 
 
 def _efficientnet_b0() -> keras.Model:
