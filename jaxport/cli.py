@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxport.errors import JaxportError
+from jaxport.limits import DEFAULT_MAX_FILE_MB, apply_limits, resource_error
 from jaxport.options import (ALL_TARGETS, TFJS_QUANTIZATIONS, TFLITE_QUANTIZATIONS,
                              TOLERANCE_RULES, ConvertOptions)
 
@@ -73,10 +74,22 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--params", type=Path, help="params .npz for --function (a flat dict of arrays)")
     p.add_argument("--input", action="append", default=[], metavar="NAME=SPEC",
                    help="an input of --function, e.g. 'xs=f32[b,2]'; repeat in call order")
+    p.add_argument("--max-memory-mb", type=int, default=_physical_memory_mb(),
+                   help="memory the conversion may allocate (default: this machine's RAM); an "
+                        "allocation over it fails at once with a clear error")
+    p.add_argument("--max-file-mb", type=int, default=DEFAULT_MAX_FILE_MB,
+                   help=f"largest file the conversion may write (default {DEFAULT_MAX_FILE_MB})")
     p.set_defaults(run=_convert)
 
 
+def _physical_memory_mb() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+
+
 def _convert(args: argparse.Namespace) -> int:
+    if args.max_memory_mb <= 0 or args.max_file_mb <= 0:
+        raise JaxportError("--max-memory-mb and --max-file-mb must be positive")
+    apply_limits(args.max_memory_mb, args.max_file_mb * 2**20)
     tolerances = {n: getattr(args, n) for n in (*_TOLERANCES, "tolerance")
                   if getattr(args, n) is not None}
     options = ConvertOptions(
@@ -181,10 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except JaxportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
+    except (JaxportError, MemoryError, OSError) as exc:
+        named = exc if isinstance(exc, JaxportError) else resource_error(exc)
+        if named is None:
+            raise
+        print(f"error: {named}", file=sys.stderr)
+        if named.hint:
+            print(f"hint: {named.hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -28,6 +28,7 @@ import numpy as np
 from jaxport import __version__
 from jaxport.archive import extract_archive
 from jaxport.errors import JaxportError, ReferenceFailed, ReferenceMismatch, TargetError, first_line
+from jaxport.limits import resource_error
 from jaxport.options import ALL_TARGETS, ConvertOptions
 from jaxport.program import Program
 from jaxport.samples import Samples, read, resolve
@@ -209,14 +210,16 @@ def _run_target(target: str, ctx: BuildContext, progress: ProgressFn,
                               "model (the report's parity.outputs shows every output)",
                               stage="verify")
         result["status"] = "ok"
-    except JaxportError as exc:
-        result["error"] = {"message": str(exc), "stage": getattr(exc, "stage", "") or stage,
-                           "hint": exc.hint, "code": exc.code}
-    except Exception as exc:  # noqa: BLE001 - one target's crash must not stop the others
-        traceback.print_exc()
-        result["error"] = {"message": f"internal error: {type(exc).__name__}: {exc}"[:500],
-                           "stage": stage, "hint": "this is a jaxport bug; please report it",
-                           "code": "internal"}
+    except Exception as exc:  # noqa: BLE001 - one target's failure must not stop the others
+        named = exc if isinstance(exc, JaxportError) else resource_error(exc)
+        if named is not None:
+            result["error"] = {"message": str(named), "stage": getattr(named, "stage", "") or stage,
+                               "hint": named.hint, "code": named.code}
+        else:
+            traceback.print_exc()
+            result["error"] = {"message": f"internal error: {type(exc).__name__}: {exc}"[:500],
+                               "stage": stage, "hint": "this is a jaxport bug; please report it",
+                               "code": "internal"}
     progress(target, start + width, f"{target}: {result['status']}")
     return result
 

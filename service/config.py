@@ -9,6 +9,7 @@ from pathlib import Path
 
 from jaxport.errors import JaxportError
 from jaxport.jobs import DEFAULT_REDIS_URL
+from jaxport.limits import DEFAULT_MAX_FILE_MB
 from jaxport.storage import DEFAULT_STORAGE_URL
 
 
@@ -58,6 +59,7 @@ class Settings:
     max_upload_bytes: int = 2 * 1024**3
     job_timeout_s: int = 1800
     job_max_memory_mb: int = 8192
+    job_max_file_mb: int = DEFAULT_MAX_FILE_MB  # largest file a conversion may write
     allow_trusted_code: bool = False
     tenant_max_active_jobs: int = 16  # queued + running jobs per tenant
     tenant_max_uploads_per_min: int = 60
@@ -85,6 +87,7 @@ class Settings:
             max_upload_bytes=_int_env("JAXPORT_MAX_UPLOAD_BYTES", cls.max_upload_bytes),
             job_timeout_s=_int_env("JAXPORT_JOB_TIMEOUT_S", cls.job_timeout_s),
             job_max_memory_mb=_int_env("JAXPORT_JOB_MAX_MEMORY_MB", cls.job_max_memory_mb),
+            job_max_file_mb=_int_env("JAXPORT_JOB_MAX_FILE_MB", cls.job_max_file_mb),
             allow_trusted_code=env.get("JAXPORT_ALLOW_TRUSTED_CODE", "0").strip() == "1",
             tenant_max_active_jobs=_int_env("JAXPORT_TENANT_MAX_ACTIVE_JOBS",
                                             cls.tenant_max_active_jobs),

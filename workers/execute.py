@@ -173,7 +173,8 @@ def _convert(record: JobRecord, work: Path, store: JobStore, storage: Storage, s
     options = dict(record["options"])
     trusted = bool(options.pop("trusted", False))
     limits = Limits(timeout_s=min(record["limits"]["timeout_s"], settings.job_timeout_s),
-                    max_memory_mb=min(record["limits"]["max_memory_mb"], settings.job_max_memory_mb))
+                    max_memory_mb=min(record["limits"]["max_memory_mb"], settings.job_max_memory_mb),
+                    max_file_bytes=settings.job_max_file_mb * 2**20)
 
     def work_in_child(send: Send) -> dict:
         from jaxport.pipeline import convert_archive

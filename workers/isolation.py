@@ -1,6 +1,10 @@
 """Run one conversion in a child forked from the warm worker process, under a time limit, a
 memory limit and a cancel check. Killing the child never harms the worker.
 
+Memory is bounded twice: the parent polls the child's RSS (and its children's: `node`), and
+the child runs under kernel limits (`jaxport.limits`: address space = budget + headroom, file
+size), so one huge allocation or write fails at once instead of between two polls.
+
 The child talks to the parent only through a pipe of JSON lines (`progress` messages, then one
 `result` or `error`); it touches neither Redis nor storage, so no connection or lock is shared
 across the fork. It runs in its own process group (TF.js verification starts `node`), and dies
@@ -24,6 +28,7 @@ from typing import Any
 import psutil
 
 from jaxport.errors import JaxportError
+from jaxport.limits import apply_limits, resource_error
 
 log = logging.getLogger("jaxport.worker")
 POLL_S = 0.25
@@ -63,6 +68,7 @@ class ChildCrashed(JaxportError):
 class Limits:
     timeout_s: float
     max_memory_mb: int
+    max_file_bytes: int | None = None
 
 
 def run_isolated(work: Callable[[Send], dict], limits: Limits, *,
@@ -77,7 +83,7 @@ def run_isolated(work: Callable[[Send], dict], limits: Limits, *,
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         os.close(read_fd)
-        _child_main(work, write_fd)
+        _child_main(work, write_fd, limits)
     os.close(write_fd)
     try:
         os.setpgid(pid, pid)  # also done by the child: whichever runs first wins the race
@@ -90,13 +96,14 @@ def run_isolated(work: Callable[[Send], dict], limits: Limits, *,
         _kill_group(pid)
 
 
-def _child_main(work: Callable[[Send], dict], fd: int) -> None:
+def _child_main(work: Callable[[Send], dict], fd: int, limits: Limits) -> None:
     code = 0
     try:
         os.setpgid(0, 0)
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1):
             signal.signal(sig, signal.SIG_DFL)
+        apply_limits(limits.max_memory_mb, limits.max_file_bytes)
 
         def send(message: dict[str, Any]) -> None:
             data = (json.dumps(message, default=str) + "\n").encode()
@@ -105,12 +112,14 @@ def _child_main(work: Callable[[Send], dict], fd: int) -> None:
 
         try:
             send({"type": "result", "value": work(send)})
-        except JaxportError as exc:
-            send({"type": "error", "kind": type(exc).__name__, "status": exc.http_status,
-                  **exc.to_dict()})
-        except BaseException as exc:  # our bug or a library's: reported, not hidden
-            send({"type": "crash", "message": f"{type(exc).__name__}: {exc}",
-                  "traceback": traceback.format_exc()})
+        except BaseException as exc:
+            named = exc if isinstance(exc, JaxportError) else resource_error(exc)
+            if named is not None:
+                send({"type": "error", "kind": type(named).__name__, "status": named.http_status,
+                      **named.to_dict()})
+            else:  # our bug or a library's: reported, not hidden
+                send({"type": "crash", "message": f"{type(exc).__name__}: {exc}",
+                      "traceback": traceback.format_exc()})
     except BaseException:
         code = 1
     finally:

@@ -101,3 +101,22 @@ def test_library_tfjs_outputs_that_are_params_or_constants(tmp_path: Path) -> No
         np.testing.assert_array_equal(got["ones"], np.ones(4, np.float32))
         np.testing.assert_array_equal(got["iota"], np.arange(5, dtype=np.int32))
         np.testing.assert_array_equal(got["x"], x)
+
+
+def test_convert_under_a_file_size_cap_names_the_limit(tmp_path: Path) -> None:
+    """A file over --max-file-mb fails its target with the limit named, not an internal error.
+    In a child process: the limit is the process's own and would outlive the test here."""
+    import subprocess
+    import sys
+
+    import keras
+
+    x = keras.Input((512,), name="x")
+    path = tmp_path / "wide.keras"
+    keras.Model(x, keras.layers.Dense(1024)(x)).save(path)  # 2 MB of weights
+    result = subprocess.run([sys.executable, "-m", "jaxport.cli", "convert", str(path), "-o",
+                             str(tmp_path / "out"), "--targets", "savedmodel", "--max-file-mb", "1"],
+                            capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 1, result.stderr[-2000:]
+    error = json.loads((tmp_path / "out" / "report.json").read_text())["targets"]["savedmodel"]["error"]
+    assert error["code"] == "resource_limit_exceeded" and "--max-file-mb" in error["hint"], error
