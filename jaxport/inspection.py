@@ -75,14 +75,16 @@ def inspect_program(program: Program, function: str | None = None) -> dict:
 
 
 def _models(program: Program) -> dict:
-    """Per model (a top-level key of the params): parameter count and bytes."""
+    """Per model (a top-level key of the params): the element count and bytes of its variables,
+    trainable and not (Keras's non-trainable ones include BatchNorm statistics and dropout seed
+    states), as the artifacts hold them."""
     params = program.params if isinstance(program.params, dict) else {"params": program.params}
     out = {}
     for name, tree in params.items():
         leaves = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(tree)]
         out[name] = {"parameters": int(sum(leaf.size for leaf in leaves)),
                      "bytes": int(sum(leaf.nbytes for leaf in leaves)),
-                     "weights": len(leaves)}
+                     "variables": len(leaves)}
     return out
 
 
@@ -219,8 +221,8 @@ def render(report: dict, stream: Any = None) -> None:
     where = f" ({report['archive']}, {report['seconds']} s)" if "archive" in report else ""
     print(f"jaxport {report['jaxport_version']} inspect{where}", file=stream)
     print("\nmodels", file=stream)
-    print_table(["model", "parameters", "bytes", "weights"],
-                [[n, f"{m['parameters']:,}", fmt_bytes(m["bytes"]), m["weights"]]
+    print_table(["model", "parameters", "bytes", "variables"],
+                [[n, f"{m['parameters']:,}", fmt_bytes(m["bytes"]), m["variables"]]
                  for n, m in report["models"].items()], stream)
     for name, fn in report["functions"].items():
         print(f"\nfunction {name}", file=stream)
