@@ -155,8 +155,11 @@ def _version() -> str:
 
 def _load_plugins(sub: argparse._SubParsersAction) -> list[str]:
     """Register every `jaxport.commands` entry point; the reasons of those that fail."""
-    failures = []
+    failures, seen = [], set()
     for entry in metadata.entry_points(group=PLUGIN_GROUP):
+        if entry.value in seen:  # the same distribution found twice on sys.path
+            continue
+        seen.add(entry.value)
         try:
             entry.load()(sub)
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not break `convert`
