@@ -96,7 +96,7 @@ async def submit_job(request: Request, tenant: Tenant,
         upload = await receive_upload(request, tmp, settings.max_upload_bytes)
         metrics.UPLOAD_BYTES.inc(upload.size)
         options = _parse_options(upload.fields, settings.allow_trusted_code).to_json()
-        await run_in_threadpool(_inspect, upload.path)
+        await run_in_threadpool(check_archive, upload.path)
         if idempotency_key:
             owner = await run_in_threadpool(store.claim_idempotency_key, tenant, idempotency_key, job_id)
             if owner != job_id:
@@ -137,7 +137,7 @@ async def _create_job(request: Request, job_id: str, tenant: str, upload: Upload
     return _job_response(record, 202)
 
 
-def _inspect(path: Path) -> None:
+def check_archive(path: Path) -> None:
     """The engine's cheap checks. A hostile archive can make a library raise what the engine
     did not foresee; the client still gets a 4xx (and the log the traceback to fix it)."""
     try:
