@@ -40,6 +40,7 @@ class Progress:
 
     def _draw(self, stage: str, fraction: float, message: str) -> None:
         from rich.console import Console
+        from rich.markup import escape
         from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn
 
         if self._bar is None:
@@ -49,7 +50,8 @@ class Progress:
                             console=Console(file=self.stream), transient=False)
             self._bar.start()
             self._task = self._bar.add_task("", total=1.0, stage=stage)
-        self._bar.update(self._task, completed=fraction, description=message[:70], stage=stage)
+        self._bar.update(self._task, completed=fraction, description=escape(message[:70]),
+                         stage=escape(stage))
 
     def close(self) -> None:
         if self._bar is not None:
@@ -124,6 +126,7 @@ def _plain_row(row: TargetRow) -> str:
 def _rich_table(rows: list[TargetRow], head: list[str], warnings: list[str], where: str,
                 stream: TextIO) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(file=stream)
@@ -136,12 +139,12 @@ def _rich_table(rows: list[TargetRow], head: list[str], warnings: list[str], whe
         table.add_column(column, justify=justify)
     for row in rows:
         status = "[green]ok[/]" if row.status == "ok" else "[bold red]FAILED[/]"
-        note = row.note + (f"\nhint: {row.hint}" if row.hint else "")
-        table.add_row(row.target, status, fmt_err(row.max_rel_err), fmt_bytes(row.bytes),
-                      fmt_seconds(row.seconds), row.source or "-", note)
+        note = escape(row.note + (f"\nhint: {row.hint}" if row.hint else ""))
+        table.add_row(escape(row.target), status, fmt_err(row.max_rel_err), fmt_bytes(row.bytes),
+                      fmt_seconds(row.seconds), escape(row.source or "-"), note)
     console.print(table)
     for warning in warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     console.print(f"report: {where}", markup=False, highlight=False)
 
 
@@ -168,11 +171,12 @@ def print_table(headers: list[str], rows: list[list[Any]], stream: TextIO | None
     cells = [[("-" if v is None else str(v)) for v in row] for row in rows]
     if stream.isatty():
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table(*headers, show_edge=False)
         for row in cells:
-            table.add_row(*row)
+            table.add_row(*(escape(c) for c in row))
         Console(file=stream).print(table)
         return
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)

@@ -27,7 +27,7 @@ from service import metrics
 from service.auth import tenant_for
 from service.downloads import artifact_response, media_type, zip_member
 from service.errors import NotFound, ServiceUnavailable
-from service.uploads import Upload, UploadError, receive_upload
+from service.uploads import Upload, UploadError, archive_form, receive_upload
 from workers.app import enqueue
 
 log = logging.getLogger("jaxport.service")
@@ -72,13 +72,8 @@ def _parse_options(fields: dict[str, str], trusted: bool) -> ConvertOptions:
 
 
 @router.post("", status_code=202, summary="Upload a model archive and queue its conversion",
-             openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {
-                 "schema": {"type": "object", "required": ["file"], "properties": {
-                     "file": {"type": "string", "format": "binary",
-                              "description": "a .keras file, or a .zip/.tar.gz with jaxport.toml"},
-                     "options": {"type": "string",
-                                 "description": 'JSON, e.g. {"targets": ["savedmodel", "tflite"]}'},
-                 }}}}}})
+             openapi_extra=archive_form(
+                 "options", 'JSON, e.g. {"targets": ["savedmodel", "tflite"]}'))
 async def submit_job(request: Request, tenant: Tenant,
                      idempotency_key: Annotated[str | None, Header()] = None) -> Response:
     """Answers 202 with the job; a replayed `Idempotency-Key` answers the job it created, and the

@@ -48,8 +48,8 @@ def enqueue(job_id: str) -> None:
 
 
 def enqueue_inspection(request_id: str, key: str, function: str | None, trusted: bool) -> None:
-    """Queue an inspection (workers.inspect) of the stored upload `key`."""
-    from workers.inspect import INSPECT_TASK
+    """Queue an inspection (workers.inspection) of the stored upload `key`."""
+    from workers.inspection import INSPECT_TASK
 
     celery_app.send_task(INSPECT_TASK, args=[request_id, key, function, trusted], queue=QUEUE)
 

@@ -1,5 +1,5 @@
 """The Celery tasks: thin wrappers over workers.execute.execute_job and
-workers.inspect.run_inspection."""
+workers.inspection.run_inspection."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from jaxport.jobs import JobStore
 from jaxport.storage import Storage, open_storage
 from workers.app import TASK_NAME, celery_app, settings
 from workers.execute import execute_job
-from workers.inspect import INSPECT_TASK, run_inspection
+from workers.inspection import INSPECT_TASK, run_inspection
 
 
 @cache

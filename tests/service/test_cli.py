@@ -68,7 +68,8 @@ def test_submit_wait_shows_progress_and_the_target_table(plugin_path, api_url, t
     assert re.search(r"^\[ *\d+%  *[\d.]+s\] \w+: ", result.stderr, re.M), result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("job j_") and " succeeded: done (100%)" in lines[0]
-    rows = {line.split()[0]: line for line in lines[1:] if line.split()[:1] in (["savedmodel"], ["tflite"])}
+    rows = {line.split()[0]: line for line in lines[1:]
+            if line.split()[:1] in (["savedmodel"], ["tflite"])}
     assert set(rows) == {"savedmodel", "tflite"}
     assert rows["tflite"].split()[1] == "ok" and "max err ÷ scale" in rows["tflite"]
     assert " lowered " in rows["tflite"] and "model.tflite" in rows["tflite"]

@@ -1,8 +1,8 @@
 """`POST /v1/inspect`: what an archive holds and what each target can take, without converting.
 
 The upload gets the same checks as a job's (size, form, archive limits) and is then inspected
-by a warm worker (workers.inspect), so the API process never loads user models. The answer is
-the same JSON as `jaxport inspect --json`.
+by a warm worker (workers.inspection), so the API process never loads user models. The
+answer is the same JSON as `jaxport inspect --json`.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from starlette.concurrency import run_in_threadpool
 from jaxport.jobs import new_job_id
 from service.errors import ServiceUnavailable, error_response
 from service.jobs import Tenant, check_archive
-from service.uploads import UploadError, receive_upload
+from service.uploads import UploadError, archive_form, receive_upload
 from workers.app import enqueue_inspection
-from workers.inspect import INSPECT_TIMEOUT_S, reply_key, upload_key
+from workers.inspection import INSPECT_TIMEOUT_S, reply_key, upload_key
 
 router = APIRouter(prefix="/v1", tags=["inspect"])
 WAIT_S = INSPECT_TIMEOUT_S + 30  # a worker's own limit, plus time to pick the task up
@@ -47,13 +47,7 @@ async def _wait_reply(aredis, key: str) -> bytes | None:
 
 
 @router.post("/inspect", summary="Functions, models, primitives and per-target verdict of an archive",
-             openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {
-                 "schema": {"type": "object", "required": ["file"], "properties": {
-                     "file": {"type": "string", "format": "binary",
-                              "description": "a .keras file, or a .zip/.tar.gz with jaxport.toml"},
-                     "function": {"type": "string",
-                                  "description": "inspect only this function of the archive"},
-                 }}}}}})
+             openapi_extra=archive_form("function", "inspect only this function of the archive"))
 async def inspect_archive(request: Request, tenant: Tenant) -> JSONResponse:
     """Answers 200 with the inspection, the archive's own error (4xx) as a conversion would, or
     503 `inspect_unavailable` when no worker answers within the wait."""
