@@ -101,3 +101,14 @@ def test_library_tfjs_outputs_that_are_params_or_constants(tmp_path: Path) -> No
         np.testing.assert_array_equal(got["ones"], np.ones(4, np.float32))
         np.testing.assert_array_equal(got["iota"], np.arange(5, dtype=np.int32))
         np.testing.assert_array_equal(got["x"], x)
+
+
+def test_service_command_without_the_service_is_one_line(monkeypatch, capsys) -> None:
+    """An engine-only install (no `jaxport.commands` entry point): `jaxport serve` says why."""
+    import jaxport.cli
+
+    monkeypatch.setattr(jaxport.cli.metadata, "entry_points", lambda group: [])
+    assert main(["serve", "--port", "8000"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "error: no command 'serve' (no service commands are installed)"
+    assert err[1].startswith("hint: `up`, `serve`, `worker`, `submit`") and len(err) == 2

@@ -5,6 +5,7 @@ spectrogram does not, and the lowering names one of the primitives inspect named
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +73,7 @@ def test_unsupported_primitive_blocks_tfjs(mel, capsys, tmp_path) -> None:
     assert missing == {"fft", "real", "imag"}
     tfjs, tflite = report["verdict"]["tfjs"], report["verdict"]["tflite"]
     assert not tfjs["ok"] and tfjs["blocking"]["primitive"] in missing
-    assert tfjs["blocking"]["layer"] == "mel_spectrogram"
+    assert re.fullmatch(r"mel_spectrogram(_\d+)?", tfjs["blocking"]["layer"])  # Keras's name counter
     assert tfjs["blocking"]["at"].endswith(".py:" + tfjs["blocking"]["at"].rsplit(":", 1)[1])
     assert tflite["ok"] and tflite["path"] == "orbax"
     with pytest.raises(LoweringError) as info:  # the real lowering agrees
@@ -82,7 +83,7 @@ def test_unsupported_primitive_blocks_tfjs(mel, capsys, tmp_path) -> None:
     main(["inspect", str(mel)])
     text = capsys.readouterr().out
     assert f"tfjs:       blocked: {tfjs['blocking']['primitive']} at keras/src/" in text
-    assert "(in mel_spectrogram) has no lowering rule" in text
+    assert re.search(r"\(in mel_spectrogram(_\d+)?\) has no lowering rule", text), text
 
 
 def test_unknown_function_is_exit_2(mel, capsys) -> None:

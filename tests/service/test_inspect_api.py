@@ -52,7 +52,7 @@ def test_unsupported_primitive_names_the_blocker(client, mel):
     report = client.inspect(mel, "serving_default")
     tfjs = report["verdict"]["tfjs"]
     assert not tfjs["ok"] and tfjs["blocking"]["primitive"] in {"fft", "real", "imag"}
-    assert tfjs["blocking"]["layer"] == "mel_spectrogram"
+    assert re.fullmatch(r"mel_spectrogram(_\d+)?", tfjs["blocking"]["layer"])  # Keras's name counter
     assert report["verdict"]["tflite"]["path"] == "orbax"
 
 

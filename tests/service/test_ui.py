@@ -205,7 +205,8 @@ def test_ui_inspect_preview_before_convert(browser, api_url, model_dir, tiny_ker
     expect(verdict).to_contain_text("tfjs: blocked: ", timeout=JOB_TIMEOUT_MS)
     text = verdict.text_content()
     assert "savedmodel: will build" in text and "tflite: orbax path: " in text
-    assert "(in mel_spectrogram) has no lowering rule" in text
+    # Keras numbers the layer (mel_spectrogram_1) when this process made a mel model before
+    assert re.search(r"\(in mel_spectrogram(_\d+)?\) has no lowering rule", text), text
     expect(page.locator("#inspect-state")).to_contain_text("mel-ui.keras")
     page.click("#inspect-functions summary")
     prims = _table(page, "#inspect-functions table.primitives")
