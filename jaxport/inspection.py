@@ -248,5 +248,5 @@ def _spec(spec: dict) -> str:
 
 def _range(drawn: dict) -> str:
     if "low" in drawn:
-        return f"[{drawn['low']}, {drawn['high']}], {drawn['why']}"
+        return f"[{drawn['low']:g}, {drawn['high']:g}], {drawn['why']}"
     return f"{drawn['kind']}, {drawn['why']}"
