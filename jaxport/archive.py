@@ -1,4 +1,4 @@
-"""Model archives: a bare `.keras` file, or a `.zip`/`.tar.gz` with `jaxport.toml` (see README.md, "The archive").
+"""Model archives: a bare `.keras` file, or a `.zip`/`.tar.gz` with `jaxport.toml` (see docs/archive.md).
 
 Everything here is defensive: uploads are hostile until proven otherwise. Before a byte is
 inflated we check the type by magic bytes, member counts, declared sizes, compression methods
@@ -321,7 +321,7 @@ def inspect_archive(path: Path, limits: ArchiveLimits | None = None) -> ArchiveI
                     return ArchiveInfo("keras", None, names)
                 raise ArchiveError(
                     f"the zip holds no {MANIFEST_NAME} and is not a .keras file",
-                    f"put {MANIFEST_NAME} at the top of the archive (see the README, The archive)", where=where)
+                    f"put {MANIFEST_NAME} at the top of the archive (see docs/archive.md)", where=where)
             info = files[root + MANIFEST_NAME]
             if info.file_size > _MANIFEST_MAX_BYTES:
                 raise ManifestError(f"{MANIFEST_NAME} is over 1 MiB", where=where)

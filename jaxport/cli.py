@@ -1,4 +1,10 @@
-"""`jaxport` command line: `convert` here; `up`, `serve`, `worker`, `submit` from `service.commands`.
+"""`jaxport` command line: `convert` and `inspect` here; more commands from plugins.
+
+A plugin is an entry point in the group `jaxport.commands` naming a `register(subparsers)`
+function that adds argparse subcommands (each sets `run=fn(args) -> exit code`). The service
+(`service.commands`) registers `up`, `serve`, `worker`, `submit`, `jobs`, `status`, `download`
+and `cancel` that way, so the engine never imports the service. A plugin that fails to load
+is skipped; naming one of its commands then gives a one-line error with the reason.
 
 Exit codes: 0 every requested target ok; 1 some target failed (see report.json); 2 bad input
 (a one-line `error:` plus a `hint:`, never a traceback).
@@ -7,40 +13,16 @@ Exit codes: 0 every requested target ok; 1 some target failed (see report.json);
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
-import time
+from importlib import metadata
 from pathlib import Path
-from typing import Any
 
+from jaxport.console import Progress, summarize
 from jaxport.errors import JaxportError
 from jaxport.limits import DEFAULT_MAX_FILE_MB, apply_limits, resource_error
 from jaxport.options import (ALL_TARGETS, TFJS_QUANTIZATIONS, TFLITE_QUANTIZATIONS,
                              TOLERANCE_RULES, ConvertOptions)
-
-
-class Progress:
-    """Progress on stderr: a redrawn bar on a terminal, one line per stage change otherwise."""
-
-    def __init__(self, stream: Any = None) -> None:
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self.start = time.monotonic()
-        self.last = ""
-
-    def __call__(self, stage: str, fraction: float, message: str) -> None:
-        elapsed = time.monotonic() - self.start
-        if self.tty:
-            filled = int(30 * fraction)
-            bar = "#" * filled + "-" * (30 - filled)
-            self.stream.write(f"\r[{bar}] {fraction:4.0%} {elapsed:6.1f}s {message[:60]:<60}")
-            if stage == "done":
-                self.stream.write("\n")
-        elif message != self.last:
-            self.stream.write(f"[{fraction:4.0%} {elapsed:6.1f}s] {stage}: {message}\n")
-        self.last = message
-        self.stream.flush()
 
 
 def _trusted_default() -> bool:
@@ -86,6 +68,33 @@ def _physical_memory_mb() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
 
 
+def _add_inspect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("inspect", help="what an archive holds and what each target can take, "
+                                       "in seconds and without converting")
+    p.add_argument("archive", type=Path, help=".keras, .zip or .tar.gz")
+    p.add_argument("--function", help="inspect only this function of the archive")
+    p.add_argument("--json", action="store_true", help="print the inspection as JSON")
+    p.add_argument("--safe", action="store_true",
+                   help="refuse user Python code (Lambda layers); trusted mode is the CLI default")
+    p.set_defaults(run=_inspect)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    """Exit 0 when every target can take the archive, 1 when one is blocked, 2 on bad input."""
+    import json
+
+    from jaxport.inspection import inspect_file, render
+
+    if not args.archive.exists():
+        raise JaxportError(f"{args.archive}: no such file")
+    report = inspect_file(args.archive, args.function, trusted=_trusted_default() and not args.safe)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        render(report)
+    return 0 if all(v["ok"] for v in report["verdict"].values()) else 1
+
+
 def _convert(args: argparse.Namespace) -> int:
     if args.max_memory_mb <= 0 or args.max_file_mb <= 0:
         raise JaxportError("--max-memory-mb and --max-file-mb must be positive")
@@ -108,7 +117,7 @@ def _convert(args: argparse.Namespace) -> int:
     else:
         raise JaxportError("nothing to convert", "give an ARCHIVE, or --function with --params "
                            "and --input")
-    return summarize(report, args.out)
+    return summarize(report, str(args.out / "report.json"))
 
 
 def _convert_function(args: argparse.Namespace, options: ConvertOptions, progress: Progress) -> dict:
@@ -142,56 +151,67 @@ def _samples_path(args: argparse.Namespace) -> Path | None:
     return args.samples
 
 
-def summarize(report: dict, where: Path | str, stream: Any = None) -> int:
-    """Print the per-target table, the goldens check, the warnings and where the report is
-    (`where`: the output directory, or a URL); return the CLI exit code."""
-    stream = stream or sys.stdout
-    failed = []
-    for function, parity in report.get("reference", {}).items():
-        state = "matches" if parity["passed"] else "DOES NOT match"
-        print(f"reference   {function}: the JAX function {state} samples.npz's expected outputs "
-              f"(max err ÷ scale {_fmt(parity['max_rel_err'])})", file=stream)
-    for name, result in report["targets"].items():
-        if result["status"] == "skipped":
+PLUGIN_GROUP = "jaxport.commands"
+SERVICE_HINT = ("`up`, `serve`, `worker`, `submit`, `jobs`, `status`, `download` and `cancel` "
+                "come with the jaxport service: install jaxport with its service (the package's "
+                "own dependencies) and run the installed `jaxport`")
+
+
+def _version() -> str:
+    try:
+        return metadata.version("jaxport")
+    except metadata.PackageNotFoundError:
+        from jaxport import __version__
+
+        return __version__
+
+
+def _load_plugins(sub: argparse._SubParsersAction) -> list[str]:
+    """Register every `jaxport.commands` entry point; the reasons of those that fail."""
+    failures, seen = [], set()
+    for entry in metadata.entry_points(group=PLUGIN_GROUP):
+        if entry.value in seen:  # the same distribution found twice on sys.path
             continue
-        if result["status"] == "ok":
-            parity = result["parity"]
-            source = f", {result['source']}" if result.get("source") else ""
-            print(f"{name:<11} ok      {result['path']}  ({result['bytes']} bytes{source}; max err "
-                  f"÷ scale {_fmt(parity['max_rel_err'])}, max abs err "
-                  f"{parity['max_abs_err']:.2g} at batch {parity['batch_sizes']})", file=stream)
-        else:
-            failed.append(name)
-            err = result["error"] or {}
-            print(f"{name:<11} FAILED  [{err.get('stage')}] {err.get('message')}", file=stream)
-            if err.get("hint"):
-                print(f"{'':<20}hint: {err['hint']}", file=stream)
-    for warning in report.get("warnings", []):
-        print(f"warning: {warning}", file=stream)
-    print(f"report: {where if isinstance(where, str) else where / 'report.json'}", file=stream)
-    return 1 if failed else 0
-
-
-def _fmt(value: float | None) -> str:
-    return "inf" if value is None else f"{value:.2g}"
+        seen.add(entry.value)
+        try:
+            entry.load()(sub)
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break `convert`
+            failures.append(f"{entry.name} ({entry.value}): {type(exc).__name__}: {exc}")
+    return failures
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The full parser: the engine's commands and every plugin's. `parser.plugin_failures`
+    lists plugins that failed to load."""
     parser = argparse.ArgumentParser(
         prog="jaxport",
         description="Convert Keras 3 on JAX models and JAX functions into verified SavedModel, "
                     "TFLite and TF.js artifacts, locally or as a service.")
+    parser.add_argument("--version", action="version", version=f"jaxport {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_convert(sub)
-    if importlib.util.find_spec("service") and importlib.util.find_spec("service.commands"):
-        from service.commands import register
-
-        register(sub)
+    _add_inspect(sub)
+    parser.plugin_failures = _load_plugins(sub)
+    parser.known_commands = set(sub.choices)
     return parser
 
 
+def _unknown_command(parser: argparse.ArgumentParser, argv: list[str]) -> str | None:
+    """The first positional word of `argv` when it names no command, else None."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return first if first is not None and first not in parser.known_commands else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    unknown = _unknown_command(parser, argv)
+    if unknown is not None:
+        why = "; ".join(parser.plugin_failures) or "no service commands are installed"
+        print(f"error: no command {unknown!r} ({why})", file=sys.stderr)
+        print(f"hint: {SERVICE_HINT}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     try:
         return args.run(args)
     except (JaxportError, MemoryError, OSError) as exc:

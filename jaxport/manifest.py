@@ -4,7 +4,7 @@ Validation is complete before any model is loaded: every name a step uses is bou
 every `call` names a model, every `op` is whitelisted, every vmap level is well formed. Errors
 name the field (`functions.serving_default.steps[1].args`) and say how to fix it.
 
-A manifest is bounded before it costs time: the limits below (README, "The archive") cap
+A manifest is bounded before it costs time: the limits below (docs/archive.md, "Limits") cap
 nesting and counts, and are checked before the parts they bound are parsed.
 """
 
@@ -107,14 +107,14 @@ def _check_lines(text: str) -> None:
             raise ManifestError(
                 f"line {number} has {line.count('.')} dots, over the limit of "
                 f"{MAX_DOTS_PER_LINE} (MAX_DOTS_PER_LINE)",
-                "use short keys and table headers (see README, The archive)", where=MANIFEST_NAME)
+                "use short keys and table headers (see docs/archive.md)", where=MANIFEST_NAME)
 
 
 def _too_deep() -> ManifestError:
     return ManifestError(f"tables and arrays are nested deeper than {MAX_NESTING_DEPTH} "
                          "(MAX_NESTING_DEPTH)",
-                         "a manifest needs a few levels (functions.f.steps[i].vmap); see README, "
-                         "The archive", where=MANIFEST_NAME)
+                         "a manifest needs a few levels (functions.f.steps[i].vmap); see "
+                         "docs/archive.md", where=MANIFEST_NAME)
 
 
 def _check_nesting(value: Any, depth: int = 0) -> None:
@@ -129,7 +129,7 @@ def _check_nesting(value: Any, depth: int = 0) -> None:
 def _check_count(items: dict | list, limit: int, what: str, constant: str, where: str) -> None:
     if len(items) > limit:
         raise ManifestError(f"{len(items)} {what}, over the limit of {limit} ({constant})",
-                            "split the work across several archives (see README, The archive)",
+                            "split the work across several archives (see docs/archive.md)",
                             where=where)
 
 

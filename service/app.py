@@ -14,7 +14,7 @@ from fastapi import FastAPI
 import jaxport
 from jaxport.jobs import JobStore
 from jaxport.storage import open_storage
-from service import errors, jobs, ops, ui
+from service import errors, inspection, jobs, ops, ui
 from service.config import Settings
 from service.metrics import MetricsMiddleware
 
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware)
     errors.install(app)
     app.include_router(jobs.router)
+    app.include_router(inspection.router)
     app.include_router(ops.router)
     app.include_router(ui.router)
     return app

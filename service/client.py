@@ -1,4 +1,4 @@
-"""A small HTTP client of the jaxport API (used by `jaxport submit` and the benchmark)."""
+"""A small HTTP client of the jaxport API (used by the CLI's client commands and the benchmark)."""
 
 from __future__ import annotations
 
@@ -53,6 +53,23 @@ class Client:
             data = {"options": json.dumps(options)} if options else {}
             return self._request("POST", "/v1/jobs", files={"file": (archive.name, fh)},
                                  data=data, headers=headers, timeout=None).json()
+
+    def jobs(self, limit: int = 50, cursor: str | None = None) -> dict:
+        """One page of the caller's jobs, newest first: {"jobs": [...], "next_cursor"}."""
+        params = {"limit": limit, **({"cursor": cursor} if cursor else {})}
+        return self._request("GET", "/v1/jobs", params=params).json()
+
+    def delete(self, job_id: str) -> dict | None:
+        """Cancel a queued or running job (its record), or delete a finished one (None)."""
+        response = self._request("DELETE", f"/v1/jobs/{job_id}")
+        return None if response.status_code == 204 else response.json()
+
+    def inspect(self, archive: Path, function: str | None = None) -> dict:
+        """`POST /v1/inspect`: what the archive holds and what each target can take."""
+        with open(archive, "rb") as fh:
+            data = {"function": function} if function else {}
+            return self._request("POST", "/v1/inspect", files={"file": (archive.name, fh)},
+                                 data=data, timeout=None).json()
 
     def job(self, job_id: str) -> dict:
         return self._request("GET", f"/v1/jobs/{job_id}").json()

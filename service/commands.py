@@ -1,5 +1,12 @@
-"""`jaxport up | serve | worker | submit`. `register(subparsers)` adds them to the
-`jaxport` CLI; `python -m service <command>` runs them without it."""
+"""The service's commands: `up`, `serve`, `worker` run it; `submit`, `jobs`, `status`,
+`download`, `cancel` talk to a running one. `register(subparsers)` adds them to the `jaxport`
+CLI (entry point `jaxport.commands` in pyproject.toml); `python -m service <command>` runs them
+without it.
+
+Client commands take `--server` (default $JAXPORT_SERVER, else http://127.0.0.1:8000) and
+`--api-key` (default $JAXPORT_API_KEY). Exit codes: 0 the job succeeded (or is still queued or
+running), 1 it failed, was canceled or is partial, 2 a usage, connection or API error (one
+`error:` line and a `hint:`)."""
 
 from __future__ import annotations
 
@@ -17,15 +24,21 @@ import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
 
+from jaxport.jobs.record import ARTIFACT_NAMES, CANCELED, FAILED, PARTIAL, TERMINAL
 from jaxport.options import ALL_TARGETS
 
 log = logging.getLogger("jaxport.service")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+DEFAULT_SERVER = "http://127.0.0.1:8000"
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 
 
 class CommandError(Exception):
-    """A problem the user of a command can fix; printed as `error: ...` (exit 2)."""
+    """A problem the user of a command can fix; printed as `error: ...` and `hint: ...` (exit 2)."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,17 +60,67 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--loglevel", default="INFO")
     p.set_defaults(run=cmd_worker)
 
-    p = subparsers.add_parser("submit", help="upload an archive to a jaxport server")
+    p = _client_parser(subparsers, "submit", "upload an archive to a jaxport server", cmd_submit)
     p.add_argument("archive", type=Path)
-    p.add_argument("--server", required=True, help="e.g. http://127.0.0.1:8000")
     p.add_argument("--wait", action="store_true", help="follow progress until the job ends")
     p.add_argument("-o", "--out", type=Path, help="download and unpack the bundle here (implies --wait)")
     p.add_argument("--targets", help=f"comma-separated subset of {','.join(ALL_TARGETS)}")
     p.add_argument("--options", help="more conversion options as a JSON object")
+    p.add_argument("--idempotency-key", help="resubmitting with the same key returns the same job")
+
+    p = _client_parser(subparsers, "jobs", "list your jobs on a server, newest first", cmd_jobs)
+    p.add_argument("--limit", type=int, default=20, help="at most this many (1..200)")
+    p.add_argument("--cursor", help="continue a listing (the `next:` value it printed)")
+
+    p = _client_parser(subparsers, "status", "a job's status and results", cmd_status)
+    p.add_argument("job_id", metavar="ID")
+    p.add_argument("--watch", action="store_true",
+                   help="follow the job's event stream (SSE) until it ends")
+
+    p = _client_parser(subparsers, "download", "download a job's artifacts", cmd_download)
+    p.add_argument("job_id", metavar="ID")
+    p.add_argument("-o", "--out", type=Path,
+                   help="unpack the bundle into this directory (default: ./ID), or with "
+                        "--artifact the file to write")
+    p.add_argument("--artifact", choices=ARTIFACT_NAMES,
+                   help="one artifact as it is stored, instead of the unpacked bundle")
+
+    p = _client_parser(subparsers, "cancel", "cancel a queued or running job", cmd_cancel)
+    p.add_argument("job_id", metavar="ID")
+    p.add_argument("--delete", action="store_true",
+                   help="a finished job: delete it and its artifacts")
+
+
+def _client_parser(subparsers: argparse._SubParsersAction, name: str, help: str,
+                   run) -> argparse.ArgumentParser:
+    """A command that talks to a server: --server, --api-key and --json are common to all."""
+    p = subparsers.add_parser(name, help=help)
+    p.add_argument("--server", default=os.environ.get("JAXPORT_SERVER", DEFAULT_SERVER),
+                   help="the API's base URL (default $JAXPORT_SERVER, else %(default)s)")
     p.add_argument("--api-key", default=os.environ.get("JAXPORT_API_KEY"),
                    help="bearer key (default $JAXPORT_API_KEY)")
-    p.add_argument("--idempotency-key", help="resubmitting with the same key returns the same job")
-    p.set_defaults(run=cmd_submit)
+    p.add_argument("--json", action="store_true",
+                   help="print the raw JSON the API answered on stdout instead of tables")
+    p.set_defaults(run=_client_command(run))
+    return p
+
+
+def _client_command(run):
+    """Wrap a client command: its API, connection and usage errors become exit 2."""
+    def wrapped(args: argparse.Namespace) -> int:
+        from service.client import ClientError
+
+        try:
+            return run(args)
+        except (CommandError, ClientError, json.JSONDecodeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            hint = getattr(exc, "hint", "")
+            if hint:
+                print(f"hint: {hint}", file=sys.stderr)
+            return EXIT_ERROR
+
+    wrapped.command = run
+    return wrapped
 
 
 def _setup_logging() -> None:
@@ -212,47 +275,116 @@ def _stop(children: list[subprocess.Popen]) -> None:
             child.wait()
 
 
-# --- submit --------------------------------------------------------------------------------------
+# --- client commands ------------------------------------------------------------------------------
+
+def _client(args: argparse.Namespace):
+    from service.client import Client
+
+    return Client(args.server, args.api_key)
+
+
+def _exit_code(job: dict) -> int:
+    return EXIT_FAILED if job["status"] in (FAILED, PARTIAL, CANCELED) else EXIT_OK
+
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from service.client import Client, ClientError
+    options = json.loads(args.options) if args.options else {}
+    if not isinstance(options, dict):
+        raise CommandError("--options must be a JSON object")
+    if args.targets:
+        options["targets"] = args.targets
+    if not args.archive.is_file():
+        raise CommandError(f"{args.archive} is not a file")
+    client = _client(args)
+    job = client.submit(args.archive, options, args.idempotency_key)
+    print(f"job {job['id']}: {job['status']}", file=sys.stderr)
+    if args.wait or args.out:
+        job = client.wait(job["id"], _progress_printer())
+    if args.out and job["status"] in ("succeeded", "partial"):
+        _download_bundle(client, job["id"], args.out)
+        print(f"unpacked into {args.out}", file=sys.stderr)
+    return _show_job(job, args)
 
-    try:
-        options = json.loads(args.options) if args.options else {}
-        if not isinstance(options, dict):
-            raise CommandError("--options must be a JSON object")
-        if args.targets:
-            options["targets"] = args.targets
-        if not args.archive.is_file():
-            raise CommandError(f"{args.archive} is not a file")
-        client = Client(args.server, args.api_key)
-        job = client.submit(args.archive, options, args.idempotency_key)
-        print(f"job {job['id']}: {job['status']}", file=sys.stderr)
-        if args.wait or args.out:
-            job = client.wait(job["id"], _progress_printer())
-            if job["status"] in ("succeeded", "partial", "failed") and job.get("targets"):
-                from jaxport.cli import summarize
 
-                summarize(job, f"{args.server.rstrip('/')}/v1/jobs/{job['id']}/artifacts/"
-                               "report.json", sys.stderr)
-        if args.out and job["status"] in ("succeeded", "partial"):
-            _download_bundle(client, job["id"], args.out)
-            print(f"unpacked into {args.out}", file=sys.stderr)
-    except (CommandError, ClientError, json.JSONDecodeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        hint = getattr(exc, "hint", "")
-        if hint:
-            print(f"hint: {hint}", file=sys.stderr)
-        return EXIT_ERROR
-    print(json.dumps(job, indent=2))
-    if job["status"] in ("queued", "running", "succeeded"):
+def _show_job(job: dict, args: argparse.Namespace) -> int:
+    """The job as JSON (--json), or its status line and, once it has results, the target table."""
+    if args.json:
+        print(json.dumps(job, indent=2))
+        return _exit_code(job)
+    from jaxport.console import summarize
+
+    print(f"job {job['id']} {job['status']}: {job['stage']} ({job['progress']:.0%})"
+          + (f" {job['message']}" if job["message"] else ""))
+    if job.get("error"):
+        print(f"error: [{job['error'].get('code')}] {job['error'].get('message')}")
+        if job["error"].get("hint"):
+            print(f"hint: {job['error']['hint']}")
+    if job.get("targets"):
+        summarize(job, f"{args.server.rstrip('/')}/v1/jobs/{job['id']}/artifacts/report.json")
+    return _exit_code(job)
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    page = _client(args).jobs(args.limit, args.cursor)
+    if args.json:
+        print(json.dumps(page, indent=2))
         return EXIT_OK
-    return EXIT_FAILED
+    from jaxport.console import print_table
+
+    print_table(["id", "status", "stage", "progress", "name", "file", "created"],
+                [[j["id"], j["status"], j["stage"], f"{j['progress']:.0%}", j["name"],
+                  j["upload"]["filename"], j["created_at"]] for j in page["jobs"]])
+    if page["next_cursor"]:
+        print(f"next: --cursor {page['next_cursor']}")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if args.watch:
+        if args.json:  # every event as it arrives, one JSON record per line
+            job = client.job(args.job_id)
+            for job in client.events(args.job_id):
+                print(json.dumps(job), flush=True)
+            return _exit_code(job)
+        job = client.wait(args.job_id, _progress_printer())
+    else:
+        job = client.job(args.job_id)
+    return _show_job(job, args)
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if args.artifact:
+        out = args.out or Path(args.artifact)
+        client.download(args.job_id, args.artifact, out)
+        print(f"wrote {out}", file=sys.stderr)
+        return EXIT_OK
+    out = args.out or Path(args.job_id)
+    _download_bundle(client, args.job_id, out)
+    print(f"unpacked into {out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    client = _client(args)
+    job = client.job(args.job_id)
+    if job["status"] in TERMINAL and not args.delete:
+        raise CommandError(f"job {args.job_id} already ended ({job['status']})",
+                           "pass --delete to delete it and its artifacts")
+    job = client.delete(args.job_id)
+    if job is None:
+        print(f"job {args.job_id} deleted")
+        return EXIT_OK
+    if args.json:
+        print(json.dumps(job, indent=2))
+    else:
+        print(f"job {job['id']} {job['status']}")
+    return EXIT_OK
 
 
 def _progress_printer():
-    from jaxport.cli import Progress
-    from jaxport.jobs.record import TERMINAL
+    from jaxport.console import Progress
 
     progress = Progress(sys.stderr)
 

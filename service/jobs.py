@@ -28,7 +28,7 @@ from service.auth import tenant_for
 from service.downloads import artifact_response, media_type, zip_member
 from service.config import Settings
 from service.errors import NotFound, ServiceUnavailable, TooManyRequests
-from service.uploads import Upload, UploadError, receive_upload
+from service.uploads import Upload, UploadError, archive_form, receive_upload
 from workers.app import enqueue
 
 log = logging.getLogger("jaxport.service")
@@ -73,13 +73,8 @@ def _parse_options(fields: dict[str, str], trusted: bool) -> ConvertOptions:
 
 
 @router.post("", status_code=202, summary="Upload a model archive and queue its conversion",
-             openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {
-                 "schema": {"type": "object", "required": ["file"], "properties": {
-                     "file": {"type": "string", "format": "binary",
-                              "description": "a .keras file, or a .zip/.tar.gz with jaxport.toml"},
-                     "options": {"type": "string",
-                                 "description": 'JSON, e.g. {"targets": ["savedmodel", "tflite"]}'},
-                 }}}}}})
+             openapi_extra=archive_form(
+                 "options", 'JSON, e.g. {"targets": ["savedmodel", "tflite"]}'))
 async def submit_job(request: Request, tenant: Tenant,
                      idempotency_key: Annotated[str | None, Header()] = None) -> Response:
     """Answers 202 with the job; a replayed `Idempotency-Key` answers the job it created, and the
@@ -98,7 +93,7 @@ async def submit_job(request: Request, tenant: Tenant,
         upload = await receive_upload(request, tmp, settings.max_upload_bytes)
         metrics.UPLOAD_BYTES.inc(upload.size)
         options = _parse_options(upload.fields, settings.allow_trusted_code).to_json()
-        await run_in_threadpool(_inspect, upload.path)
+        await run_in_threadpool(check_archive, upload.path)
         if idempotency_key:
             owner = await run_in_threadpool(store.claim_idempotency_key, tenant, idempotency_key, job_id)
             if owner != job_id:
@@ -169,7 +164,7 @@ async def _create_job(request: Request, job_id: str, tenant: str, upload: Upload
     return _job_response(record, 202)
 
 
-def _inspect(path: Path) -> None:
+def check_archive(path: Path) -> None:
     """The engine's cheap checks. A hostile archive can make a library raise what the engine
     did not foresee; the client still gets a 4xx (and the log the traceback to fix it)."""
     try:

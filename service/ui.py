@@ -17,7 +17,7 @@ from service.errors import NotFound, ServiceUnavailable
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 TFJS_BUNDLE = JS_DIR / "node_modules" / "@tensorflow" / "tfjs" / "dist" / "tf.min.js"
-ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
+ASSETS = {"app.js": "text/javascript", "inspect.js": "text/javascript", "style.css": "text/css"}
 
 router = APIRouter(include_in_schema=False)
 

@@ -28,6 +28,17 @@ class UploadError(JaxportError):
     http_status = 400
 
 
+def archive_form(field: str, description: str) -> dict:
+    """The OpenAPI `openapi_extra` of a route taking this module's form: `file` (the archive)
+    and one optional text `field` (the request body is read by `receive_upload`, so FastAPI
+    cannot infer it)."""
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"], "properties": {
+            "file": {"type": "string", "format": "binary",
+                     "description": "a .keras file, or a .zip/.tar.gz with jaxport.toml"},
+            field: {"type": "string", "description": description}}}}}}}
+
+
 @dataclass
 class Upload:
     """The received `file` part (on local disk) and the other form fields."""

@@ -112,6 +112,14 @@ def bert_backbone() -> keras.Model:
                                          max_sequence_length=16)
 
 
+def mel_classifier(samples: int = 512) -> keras.Model:
+    """Audio -> MelSpectrogram -> Dense: its FFT (`fft`, `real`, `imag`) has no lowering rule,
+    so TF.js cannot take it and TFLite goes the orbax way."""
+    x = keras.Input((samples,), name="audio")
+    h = keras.layers.MelSpectrogram(sequence_stride=64, fft_length=128, num_mel_bins=16)(x)
+    return keras.Model(x, keras.layers.Dense(3)(keras.layers.Flatten()(h)), name="mel")
+
+
 def lambda_model() -> keras.Model:
     x = keras.Input((3,), name="x")
     return keras.Model(x, keras.layers.Lambda(lambda t: t * 2.0)(x))

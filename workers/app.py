@@ -47,6 +47,13 @@ def enqueue(job_id: str) -> None:
     celery_app.send_task(TASK_NAME, args=[job_id], queue=QUEUE)
 
 
+def enqueue_inspection(request_id: str, key: str, function: str | None, trusted: bool) -> None:
+    """Queue an inspection (workers.inspection) of the stored upload `key`."""
+    from workers.inspection import INSPECT_TASK
+
+    celery_app.send_task(INSPECT_TASK, args=[request_id, key, function, trusted], queue=QUEUE)
+
+
 @worker_process_init.connect
 def _warm_imports(**_: object) -> None:
     """Import TensorFlow, JAX, Keras, keras_hub and the engine once per pool process, before

@@ -30,11 +30,14 @@ _NO_FOLD = {"broadcast_in_dim", "iota", "dim_as_value", "rng_uniform", "random_b
 _FOLD_MAX_ELEMENTS = 1 << 22
 
 
+UNKNOWN_LOCATION = "an unknown location"
+
+
 def location(eqn: jcore.JaxprEqn) -> str:
     """`file:line` of the innermost user frame that produced `eqn`, or `an unknown location`."""
     frame = source_info_util.user_frame(eqn.source_info.traceback)
     if frame is None:
-        return "an unknown location"
+        return UNKNOWN_LOCATION
     return f"{frame.file_name}:{frame.start_line}"
 
 

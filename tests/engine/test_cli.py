@@ -120,3 +120,14 @@ def test_convert_under_a_file_size_cap_names_the_limit(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stderr[-2000:]
     error = json.loads((tmp_path / "out" / "report.json").read_text())["targets"]["savedmodel"]["error"]
     assert error["code"] == "resource_limit_exceeded" and "--max-file-mb" in error["hint"], error
+
+
+def test_service_command_without_the_service_is_one_line(monkeypatch, capsys) -> None:
+    """An engine-only install (no `jaxport.commands` entry point): `jaxport serve` says why."""
+    import jaxport.cli
+
+    monkeypatch.setattr(jaxport.cli.metadata, "entry_points", lambda group: [])
+    assert main(["serve", "--port", "8000"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "error: no command 'serve' (no service commands are installed)"
+    assert err[1].startswith("hint: `up`, `serve`, `worker`, `submit`") and len(err) == 2

@@ -104,7 +104,7 @@ def test_submit_command_downloads_and_unpacks_the_bundle(s3_api, tiny_keras, tmp
     out = tmp_path / "out"
     result = subprocess.run(
         [sys.executable, "-m", "service", "submit", str(tiny_keras), "--server", s3_api,
-         "--api-key", "key-acme-0123456789", "--targets", "savedmodel,tflite", "-o", str(out)],
+         "--api-key", "key-acme-0123456789", "--targets", "savedmodel,tflite", "-o", str(out), "--json"],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert (out / "model.tflite").is_file() and (out / "report.json").is_file()

@@ -188,3 +188,33 @@ def test_tfjs_route_other_tenant_and_no_tfjs_are_404(acme, globex, tiny_keras, t
     r = acme.get(f"/v1/jobs/{queued['id']}/tfjs/model.json")
     assert r.status_code == 404 and "has no TF.js model" in error_of(r)["message"]
     assert acme.delete(f"/v1/jobs/{queued['id']}").status_code in (200, 204)
+
+
+def test_ui_inspect_preview_before_convert(browser, api_url, model_dir, tiny_keras):
+    """Choosing a file shows what `POST /v1/inspect` says, before Convert is pressed: a model
+    whose FFT has no lowering is blocked for TF.js, the tiny MLP lowers everywhere."""
+    import zoo
+
+    mel = zoo.save(zoo.mel_classifier(), model_dir / "mel-ui.keras")
+    page = browser.new_page()
+    page.add_init_script(f"localStorage.setItem('jaxport.apiKey', '{KEYS['acme']}')")
+    problems = _watch(page, api_url)
+    page.goto(f"{api_url}/")
+    page.set_input_files("#file", str(mel))
+    verdict = page.locator("#inspect-verdict")
+    expect(verdict).to_contain_text("tfjs: blocked: ", timeout=JOB_TIMEOUT_MS)
+    text = verdict.text_content()
+    assert "savedmodel: will build" in text and "tflite: orbax path: " in text
+    # Keras numbers the layer (mel_spectrogram_1) when this process made a mel model before
+    assert re.search(r"\(in mel_spectrogram(_\d+)?\) has no lowering rule", text), text
+    expect(page.locator("#inspect-state")).to_contain_text("mel-ui.keras")
+    page.click("#inspect-functions summary")
+    prims = _table(page, "#inspect-functions table.primitives")
+    assert prims["fft"][1] == "none" and prims["fft"][3].startswith("blocked")
+
+    page.set_input_files("#file", str(tiny_keras))
+    expect(verdict).to_contain_text("tfjs: will lower", timeout=JOB_TIMEOUT_MS)
+    assert "tflite: lowered path" in verdict.text_content()
+    assert page.locator("#job").is_hidden()  # nothing was submitted
+    assert problems == []
+    page.close()
