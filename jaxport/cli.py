@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from jaxport.errors import JaxportError
-from jaxport.options import (ALL_TARGETS, TFJS_QUANTIZATIONS, TFLITE_QUANTIZATIONS,
-                             TOLERANCE_RULES, ConvertOptions)
+from jaxport.options import (ALL_TARGETS, DEFAULT_ONNX_OPSET, DEFAULT_TARGETS, TFJS_QUANTIZATIONS,
+                             TFLITE_QUANTIZATIONS, TOLERANCE_RULES, ConvertOptions)
 
 
 class Progress:
@@ -54,8 +54,11 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="convert an archive (or a JAX function) and verify it")
     p.add_argument("archive", nargs="?", type=Path, help=".keras, .zip or .tar.gz")
     p.add_argument("-o", "--out", type=Path, required=True, help="output directory")
-    p.add_argument("--targets", default=",".join(ALL_TARGETS),
-                   help=f"comma-separated subset of {','.join(ALL_TARGETS)}")
+    p.add_argument("--targets", default=",".join(DEFAULT_TARGETS),
+                   help=f"comma-separated subset of {','.join(ALL_TARGETS)} "
+                        f"(default {','.join(DEFAULT_TARGETS)})")
+    p.add_argument("--onnx-opset", type=int,
+                   help=f"ONNX opset of the onnx target (default {DEFAULT_ONNX_OPSET})")
     p.add_argument("--quantize", choices=TFLITE_QUANTIZATIONS, help="TFLite quantization")
     p.add_argument("--tfjs-quantize", choices=TFJS_QUANTIZATIONS, help="TF.js weight quantization")
     for name in _TOLERANCES:
@@ -77,12 +80,12 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    tolerances = {n: getattr(args, n) for n in (*_TOLERANCES, "tolerance")
-                  if getattr(args, n) is not None}
+    given = {n: getattr(args, n) for n in (*_TOLERANCES, "tolerance", "onnx_opset")
+             if getattr(args, n) is not None}
     options = ConvertOptions(
         targets=[t.strip() for t in args.targets.split(",") if t.strip()],
         quantize=args.quantize, tfjs_quantize=args.tfjs_quantize,
-        trusted=_trusted_default() and not args.safe, **tolerances)
+        trusted=_trusted_default() and not args.safe, **given)
     progress = Progress()
     if args.function:
         report = _convert_function(args, options, progress)
