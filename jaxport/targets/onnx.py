@@ -15,7 +15,8 @@ A primitive jax2onnx cannot convert (no plugin, or a form its plugin refuses) is
 jax2onnx 0.17 writes any `reduce_window_max` (Keras's MaxPooling) as one `MaxPool` pooling
 over every axis of the operand, batch and channels included: four or more spatial dims, which
 onnxruntime does not run. `pool_over_window_axes` rewrites those nodes to pool over the axes
-the window spans only; report.json counts the rewrites under `rewrites`.
+the window spans only; report.json counts the rewrites under `rewrites`. Its `reshape`
+plugin ignores the primitive's `dimensions` (see `_transposing_reshape`).
 """
 
 from __future__ import annotations
@@ -55,7 +56,39 @@ def _to_onnx() -> Callable[..., Any]:
 
     plugin_system._import_tree(Path(plugin_system.__file__).parent / "jax", "jax2onnx.plugins.jax")
     plugin_system._already_imported_plugins = True
+    registry = plugin_system.PLUGIN_REGISTRY
+    registry["reshape"] = _transposing_reshape(registry["reshape"], registry["transpose"])
     return to_onnx
+
+
+def _transposing_reshape(reshape: Any, transpose: Any) -> Any:
+    """jax2onnx's `reshape` plugin, made to honour the primitive's `dimensions`.
+
+    `lax.reshape(x, sizes, dimensions)` transposes x by `dimensions` before reshaping; JAX's
+    batching rules emit it (a convolution vmapped over a non-leading axis folds that axis into
+    the batch this way). jax2onnx 0.17 ignores `dimensions`, which computes another function
+    whenever the folded dims are not both of size 1. This plugin lowers such an equation as
+    the `transpose` equation it implies followed by a plain reshape, each by jax2onnx's plugin.
+    """
+    from jax import lax
+    from jax.extend import core as jcore
+
+    class TransposingReshape(type(reshape)):
+        def lower(self, ctx: Any, eqn: Any) -> None:
+            dims = eqn.params.get("dimensions")
+            if dims is None:
+                return super().lower(ctx, eqn)
+            x = eqn.invars[0]
+            moved = jcore.Var(x.aval.update(shape=tuple(x.aval.shape[d] for d in dims)))
+            transpose.lower(ctx, jcore.new_jaxpr_eqn([x], [moved], lax.transpose_p,
+                                                     {"permutation": tuple(dims)}, eqn.effects,
+                                                     eqn.source_info))
+            return super().lower(ctx, eqn.replace(invars=[moved, *eqn.invars[1:]],
+                                                  params={**eqn.params, "dimensions": None}))
+
+    plugin = TransposingReshape()
+    plugin.__dict__.update(reshape.__dict__)
+    return plugin
 
 
 def _plugins() -> dict[str, Any]:
