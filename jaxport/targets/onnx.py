@@ -121,14 +121,7 @@ def export_onnx(function: Function, params: Params, out_path: Path, *,
     except Exception as exc:  # noqa: BLE001 - jax2onnx raises bare NotImplementedError and others
         raise _refusal(exc, function) from None
     rewritten = pool_over_window_axes(model)
-    got_in = [i.name for i in model.graph.input]
-    got_out = [o.name for o in model.graph.output]
-    if got_in != names or got_out != list(function.outputs):
-        raise TargetError(
-            f"function {function.name!r}: jax2onnx named the graph's inputs/outputs "
-            f"{got_in}/{got_out}, not {names}/{list(function.outputs)}",
-            "an input the function does not use is dropped by jax2onnx; use every input",
-            stage="onnx")
+    _label_dims(model, function)
     if model.ByteSize() > MAX_PROTO_BYTES:
         raise TargetError(f"function {function.name!r}: the ONNX model is over 2 GiB",
                           "one ONNX file holds at most 2 GiB of weights; build the other "
@@ -136,6 +129,33 @@ def export_onnx(function: Function, params: Params, out_path: Path, *,
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_bytes(model.SerializeToString())
     return out_path, rewritten
+
+
+def _label_dims(model: Any, function: Function) -> None:
+    """Give the graph's inputs and outputs the dims of the function's specs.
+
+    jax2onnx labels a derived output dim by one of its symbols (`s` for the `2*s` of a
+    concatenation); the specs (report.json's `functions`) are what `jax.eval_shape` computed.
+    """
+    graph = model.graph
+    specs = [*function.inputs, *function.output_specs]
+    values = [*graph.input, *graph.output]
+    if [v.name for v in values] != [s.name for s in specs]:
+        raise TargetError(
+            f"function {function.name!r}: jax2onnx named the graph's inputs and outputs "
+            f"{[v.name for v in values]}, not {[s.name for s in specs]}",
+            "this is a jaxport bug; please report it with the model", stage="onnx")
+    for value, spec in zip(values, specs):
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) != len(spec.shape):
+            raise TargetError(f"function {function.name!r}: jax2onnx gave {value.name!r} rank "
+                              f"{len(dims)}, not {len(spec.shape)}", stage="onnx")
+        for dim, want in zip(dims, spec.shape):
+            dim.Clear()
+            if isinstance(want, int):
+                dim.dim_value = want
+            else:
+                dim.dim_param = want
 
 
 def _failing_eqn(exc: BaseException) -> Any:
