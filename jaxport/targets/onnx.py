@@ -22,6 +22,7 @@ plugin ignores the primitive's `dimensions` (see `_transposing_reshape`).
 from __future__ import annotations
 
 import functools
+import shutil
 import traceback
 from importlib.metadata import version
 from pathlib import Path
@@ -348,6 +349,7 @@ def model_path(out_dir: Path, functions: list[str], function: str) -> Path:
 def _build(ctx: BuildContext) -> tuple[Path, dict]:
     functions = list(ctx.program.functions)
     opset = ctx.options.onnx_opset
+    shutil.rmtree(ctx.out_dir / "onnx", ignore_errors=True)  # no file of an earlier conversion
     rewrites = 0
     for name, function in ctx.program.functions.items():
         _, n = export_onnx(function, ctx.program.params, model_path(ctx.out_dir, functions, name),
