@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from jaxport.options import ConvertOptions
+from jaxport.options import DEFAULT_TARGETS, ConvertOptions
 
 
 def export(fn: Callable[..., Any], params: Any, *, inputs: dict[str, str], out_dir: str | Path,
-           targets: list[str] | tuple[str, ...] = ("savedmodel", "tflite", "tfjs"),
+           targets: list[str] | tuple[str, ...] = DEFAULT_TARGETS,
            name: str = "serving_default", progress: Callable[[str, float, str], None] | None = None,
            samples: Any = None, ranges: dict[str, tuple[float, float]] | None = None,
            **options: Any) -> dict:

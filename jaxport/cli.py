@@ -21,8 +21,8 @@ from pathlib import Path
 from jaxport.console import Progress, summarize
 from jaxport.errors import JaxportError
 from jaxport.limits import DEFAULT_MAX_FILE_MB, apply_limits, resource_error
-from jaxport.options import (ALL_TARGETS, TFJS_QUANTIZATIONS, TFLITE_QUANTIZATIONS,
-                             TOLERANCE_RULES, ConvertOptions)
+from jaxport.options import (ALL_TARGETS, DEFAULT_ONNX_OPSET, DEFAULT_TARGETS, TFJS_QUANTIZATIONS,
+                             TFLITE_QUANTIZATIONS, TOLERANCE_RULES, ConvertOptions)
 
 
 def _trusted_default() -> bool:
@@ -37,8 +37,11 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="convert an archive (or a JAX function) and verify it")
     p.add_argument("archive", nargs="?", type=Path, help=".keras, .zip or .tar.gz")
     p.add_argument("-o", "--out", type=Path, required=True, help="output directory")
-    p.add_argument("--targets", default=",".join(ALL_TARGETS),
-                   help=f"comma-separated subset of {','.join(ALL_TARGETS)}")
+    p.add_argument("--targets", default=",".join(DEFAULT_TARGETS),
+                   help=f"comma-separated subset of {','.join(ALL_TARGETS)} "
+                        f"(default {','.join(DEFAULT_TARGETS)})")
+    p.add_argument("--onnx-opset", type=int,
+                   help=f"ONNX opset of the onnx target (default {DEFAULT_ONNX_OPSET})")
     p.add_argument("--quantize", choices=TFLITE_QUANTIZATIONS, help="TFLite quantization")
     p.add_argument("--tfjs-quantize", choices=TFJS_QUANTIZATIONS, help="TF.js weight quantization")
     for name in _TOLERANCES:
@@ -99,12 +102,12 @@ def _convert(args: argparse.Namespace) -> int:
     if args.max_memory_mb <= 0 or args.max_file_mb <= 0:
         raise JaxportError("--max-memory-mb and --max-file-mb must be positive")
     apply_limits(args.max_memory_mb, args.max_file_mb * 2**20)
-    tolerances = {n: getattr(args, n) for n in (*_TOLERANCES, "tolerance")
-                  if getattr(args, n) is not None}
+    given = {n: getattr(args, n) for n in (*_TOLERANCES, "tolerance", "onnx_opset")
+             if getattr(args, n) is not None}
     options = ConvertOptions(
         targets=[t.strip() for t in args.targets.split(",") if t.strip()],
         quantize=args.quantize, tfjs_quantize=args.tfjs_quantize,
-        trusted=_trusted_default() and not args.safe, **tolerances)
+        trusted=_trusted_default() and not args.safe, **given)
     progress = Progress()
     if args.function:
         report = _convert_function(args, options, progress)

@@ -105,7 +105,7 @@ def _eqns(jaxpr: Any) -> Iterator[Any]:
 def _primitives(program: Program, name: str) -> dict:
     """primitive -> count, first user-code location, rule and support per target."""
     import jaxport.lowering  # noqa: F401  (registers every rule)
-    from jaxport.lowering.context import location
+    from jaxport.eqns import location
     from jaxport.lowering.gaps import runtime_gaps
     from jaxport.lowering.registry import RULES
     from jaxport.shapes import symbolic_args
@@ -144,7 +144,7 @@ def _support(entry: dict) -> dict[str, str]:
 def _blocker(primitives: dict, target: str) -> dict | None:
     """The primitive that keeps `target` off the lowered path, with why: the most frequent one
     whose user-code location is known, else the most frequent one."""
-    from jaxport.lowering.context import UNKNOWN_LOCATION
+    from jaxport.eqns import UNKNOWN_LOCATION
 
     found = []
     for prim, entry in primitives.items():

@@ -7,10 +7,14 @@ from typing import Any
 
 from jaxport.errors import JaxportError
 
-ALL_TARGETS = ("savedmodel", "tflite", "tfjs")
+ALL_TARGETS = ("savedmodel", "tflite", "tfjs", "onnx")
+DEFAULT_TARGETS = ("savedmodel", "tflite", "tfjs")  # onnx on request (`--targets ...,onnx`)
 TFLITE_QUANTIZATIONS = ("float16", "int8-dynamic", "int8")
 TFJS_QUANTIZATIONS = ("float16", "uint8", "uint16")
 TOLERANCE_RULES = ("scale", "elementwise")  # see jaxport.verify.compare
+# ONNX opsets jax2onnx 0.17 writes and onnxruntime 1.32 runs; the default is jax2onnx's own.
+ONNX_OPSETS = range(17, 27)
+DEFAULT_ONNX_OPSET = 23
 
 
 class OptionsError(JaxportError):
@@ -25,14 +29,16 @@ class ConvertOptions:
     `quantize` applies to TFLite (`float16`, `int8-dynamic`, `int8` = full integer calibrated on
     samples); `tfjs_quantize` to TF.js weights. Tolerances apply to unquantized targets (and
     to samples.npz goldens); a quantized target is checked against
-    `quantized_atol`/`quantized_rtol`. `tolerance` is the rule they follow: `scale`
+    `quantized_atol`/`quantized_rtol`. `onnx_opset` is the ONNX opset the `onnx` target
+    writes (17-26). `tolerance` is the rule they follow: `scale`
     (`max|got - want| <= atol + rtol * max|want|` per output) or numpy's `elementwise` one.
     """
 
-    targets: list[str] = field(default_factory=lambda: list(ALL_TARGETS))
+    targets: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
     quantize: str | None = None
     tfjs_quantize: str | None = None
     tfjs_shard_bytes: int = 4 * 1024 * 1024
+    onnx_opset: int = DEFAULT_ONNX_OPSET
     atol: float = 1e-4
     rtol: float = 1e-3
     quantized_atol: float = 5e-2
@@ -62,6 +68,11 @@ class ConvertOptions:
                 raise OptionsError(f"{name} must be a non-negative number, got {value!r}")
         if not isinstance(self.tfjs_shard_bytes, int) or self.tfjs_shard_bytes < 1024:
             raise OptionsError("tfjs_shard_bytes must be an integer of at least 1024")
+        if (not isinstance(self.onnx_opset, int) or isinstance(self.onnx_opset, bool)
+                or self.onnx_opset not in ONNX_OPSETS):
+            raise OptionsError(f"onnx_opset must be an integer from {ONNX_OPSETS.start} to "
+                               f"{ONNX_OPSETS.stop - 1}, got {self.onnx_opset!r}",
+                               f"the default, {DEFAULT_ONNX_OPSET}, runs in onnxruntime")
         if not self.batch_sizes or any(not isinstance(b, int) or b < 1 for b in self.batch_sizes):
             raise OptionsError("batch_sizes must be a non-empty list of positive integers")
 

@@ -15,12 +15,17 @@ def _zip_tree(root: Path, dest: Path, arc_prefix: str = "") -> None:
 
 def build_artifacts(out_dir: Path, work_dir: Path) -> dict[str, Path]:
     """{artifact name: local file}: `savedmodel.zip` and `tfjs.zip` (directory contents),
-    `model.tflite`, `report.json`, and `bundle.zip` holding the whole OUT layout."""
+    `onnx.zip` (`model.onnx`, or one `<function>.onnx` per function), `model.tflite`,
+    `report.json`, and `bundle.zip` holding the whole OUT layout."""
     artifacts: dict[str, Path] = {}
-    for name in ("savedmodel", "tfjs"):
+    for name in ("savedmodel", "tfjs", "onnx"):
         if (out_dir / name).is_dir():
             artifacts[f"{name}.zip"] = work_dir / f"{name}.zip"
             _zip_tree(out_dir / name, artifacts[f"{name}.zip"])
+    if (out_dir / "model.onnx").is_file():
+        artifacts["onnx.zip"] = work_dir / "onnx.zip"
+        with zipfile.ZipFile(artifacts["onnx.zip"], "w", zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
+            zf.write(out_dir / "model.onnx", "model.onnx")
     for name in ("model.tflite", "report.json"):
         if (out_dir / name).is_file():
             artifacts[name] = out_dir / name

@@ -16,7 +16,7 @@ from typing import Any
 QUEUED, RUNNING, SUCCEEDED, PARTIAL, FAILED, CANCELED = (
     "queued", "running", "succeeded", "partial", "failed", "canceled")
 TERMINAL = frozenset({SUCCEEDED, PARTIAL, FAILED, CANCELED})
-ARTIFACT_NAMES = ("savedmodel.zip", "model.tflite", "tfjs.zip", "report.json", "bundle.zip")
+ARTIFACT_NAMES = ("savedmodel.zip", "model.tflite", "tfjs.zip", "onnx.zip", "report.json", "bundle.zip")
 
 JobRecord = dict[str, Any]
 # report.json sections a finished job's record carries (and the API shows), with their empty values.

@@ -15,10 +15,10 @@ from typing import Any, NoReturn, Sequence
 import jax
 import numpy as np
 import tensorflow as tf
-from jax._src import source_info_util
 from jax._src.export import shape_poly
 from jax.extend import core as jcore
 
+from jaxport.eqns import location, scope, short_params
 from jaxport.errors import LoweringError
 from jaxport.lowering.registry import RULES
 
@@ -30,44 +30,11 @@ _NO_FOLD = {"broadcast_in_dim", "iota", "dim_as_value", "rng_uniform", "random_b
 _FOLD_MAX_ELEMENTS = 1 << 22
 
 
-UNKNOWN_LOCATION = "an unknown location"
-
-
-def location(eqn: jcore.JaxprEqn) -> str:
-    """`file:line` of the innermost user frame that produced `eqn`, or `an unknown location`."""
-    frame = source_info_util.user_frame(eqn.source_info.traceback)
-    if frame is None:
-        return UNKNOWN_LOCATION
-    return f"{frame.file_name}:{frame.start_line}"
-
-
-def short_params(params: dict[str, Any], limit: int = 160) -> str:
-    """A one-line summary of an eqn's params without nested jaxprs or callables."""
-    parts = []
-    for k, v in params.items():
-        if isinstance(v, (jcore.ClosedJaxpr, jcore.Jaxpr)) or callable(v):
-            continue
-        if isinstance(v, (tuple, list)) and any(isinstance(x, (jcore.ClosedJaxpr, jcore.Jaxpr)) for x in v):
-            continue
-        text = repr(v)
-        if "\n" in text:
-            continue
-        parts.append(f"{k}={text[:40] + '…' if len(text) > 40 else text}")
-    out = ", ".join(parts)
-    return out[:limit] + "…" if len(out) > limit else out
-
-
-def _scope(eqn: jcore.JaxprEqn) -> str:
-    """` (inside <name stack>)` when the eqn was traced under named scopes, e.g. Keras layers."""
-    stack = str(eqn.source_info.name_stack)
-    return f" (inside {stack})" if stack else ""
-
-
 def no_rule_error(eqn: jcore.JaxprEqn) -> LoweringError:
     name = eqn.primitive.name
     return LoweringError(
         f"primitive {name} ({short_params(eqn.params)}) at {location(eqn)} has no lowering",
-        f"the TF.js target and the plain-TF TFLite path need every primitive lowered to TF ops{_scope(eqn)}; "
+        f"the TF.js target and the plain-TF TFLite path need every primitive lowered to TF ops{scope(eqn)}; "
         "rewrite that code with supported jnp/lax operations (see docs/lowering.md), or build "
         "only the savedmodel/tflite targets, which use the XLA path",
     )
@@ -298,5 +265,5 @@ class Ctx:
             f"primitive {eqn.primitive.name} ({param}={text}) at {location(eqn)} has no lowering"
             + (f": {why}" if why else ""),
             (hint or "this form of the primitive is not supported by the plain-TF lowering "
-             "(see docs/lowering.md for the supported forms)") + _scope(eqn),
+             "(see docs/lowering.md for the supported forms)") + scope(eqn),
         )

@@ -5,7 +5,7 @@ Importing this package fills the table; the modules import TensorFlow and the co
 inside their functions, so the import stays cheap.
 """
 
-from jaxport.targets import savedmodel, tflite, tfjs  # noqa: F401  (each registers itself)
+from jaxport.targets import onnx, savedmodel, tflite, tfjs  # noqa: F401  (each registers itself)
 from jaxport.targets.base import TARGETS, BuildContext, Case, Target
 
 __all__ = ["TARGETS", "BuildContext", "Case", "Target"]

@@ -33,7 +33,7 @@ from jaxport.options import ConvertOptions  # noqa: E402
 from jaxport.pipeline import convert_archive  # noqa: E402
 from tests import zoo  # noqa: E402
 
-TARGETS = ["savedmodel", "tflite", "tfjs"]
+TARGETS = ["savedmodel", "tflite", "tfjs", "onnx"]
 
 
 def _app(constructor: Callable[..., keras.Model], size: int = 32, **kwargs) -> Callable[[], keras.Model]:

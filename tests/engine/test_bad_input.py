@@ -62,8 +62,8 @@ def test_options_reject_unknown_keys_and_values() -> None:
     with pytest.raises(OptionsError, match="unknown option"):
         ConvertOptions.from_json({"targets": ["tflite"], "trusted": True})
     with pytest.raises(OptionsError, match="unknown target"):
-        ConvertOptions.from_json({"targets": "tflite,onnx"})
-    assert ConvertOptions.from_json({"targets": "tflite"}).targets == ["tflite"]
+        ConvertOptions.from_json({"targets": "tflite,coreml"})
+    assert ConvertOptions.from_json({"targets": "tflite,onnx"}).targets == ["tflite", "onnx"]
 
 
 def test_not_an_archive(tmp_path: Path) -> None:

@@ -227,17 +227,33 @@ def _perturb_tfjs(src: Path, dst: Path) -> None:
     shard.write_bytes(bytes(data))
 
 
+def _perturb_onnx(src: Path, dst: Path) -> None:
+    """Add 5 to one element of the model's largest float32 initializer."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(src)
+    tensor = max((t for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT),
+                 key=lambda t: numpy_helper.to_array(t).size)
+    value = numpy_helper.to_array(tensor).copy()
+    value.flat[0] += 5.0
+    tensor.CopyFrom(numpy_helper.from_array(value, tensor.name))
+    onnx.save(model, dst)
+
+
 def test_perturbed_artifacts_fail_parity_in_every_runtime(tmp_path: Path) -> None:
     path = zoo.save(zoo.dense_head(), tmp_path / "head.keras")
     out = tmp_path / "out"
-    options = ConvertOptions(targets=ALL)
+    targets = [*ALL, "onnx"]
+    options = ConvertOptions(targets=targets)
     report = convert_archive(path, out, options)
-    assert all(report["targets"][t]["status"] == "ok" for t in ALL)
+    assert all(report["targets"][t]["status"] == "ok" for t in targets)
     program = load_program(extract_archive(path, tmp_path / "x"), trusted=False)
     cases = reference_cases(program, options, Samples())
     ctx = BuildContext(program, out, tmp_path / "work", options, cases)
     perturb = {"savedmodel": (_perturb_savedmodel, "savedmodel"),
-               "tflite": (_perturb_tflite, "model.tflite"), "tfjs": (_perturb_tfjs, "tfjs")}
+               "tflite": (_perturb_tflite, "model.tflite"), "tfjs": (_perturb_tfjs, "tfjs"),
+               "onnx": (_perturb_onnx, "model.onnx")}
     for target, (change, name) in perturb.items():
         assert TARGETS[target].verify(ctx, out / name).passed  # the untouched artifact passes
         bad = tmp_path / "bad" / target / name

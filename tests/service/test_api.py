@@ -156,7 +156,8 @@ def test_oversized_upload_is_413(acme):
 
 @pytest.mark.parametrize("options, code", [
     ("{not json", "bad_options"),
-    (json.dumps({"targets": ["onnx"]}), "bad_options"),
+    (json.dumps({"targets": ["coreml"]}), "bad_options"),
+    (json.dumps({"targets": ["onnx"], "onnx_opset": 5}), "bad_options"),
     (json.dumps({"trusted": True}), "bad_options"),  # trusted mode is the operator's choice
     (json.dumps(["savedmodel"]), "bad_options"),
     ("[" * 20000 + "]" * 20000, "bad_options"),

@@ -165,3 +165,28 @@ def test_delete_finished_job_removes_it(acme, tiny_job, tiny_keras, storage_dir:
     assert acme.get(f"/v1/jobs/{job['id']}").status_code == 404
     assert not (storage_dir / "jobs" / job["id"]).exists()
     assert acme.get(f"/v1/jobs/{tiny_job['id']}").status_code == 200
+
+
+def test_onnx_job_serves_onnx_zip_that_runs_in_onnxruntime(acme, composite_zip, tmp_path):
+    """The vmapped composite as ONNX through a worker: onnx.zip and bundle.zip carry model.onnx,
+    whose outputs in onnxruntime match the composed JAX function."""
+    r = submit(acme, composite_zip, {"targets": ["onnx"], "onnx_opset": 21})
+    assert r.status_code == 202, r.text
+    job = wait_job(acme, r.json()["id"], timeout=300)
+    assert job["status"] == "succeeded", job
+    assert job["targets"]["onnx"]["opset"] == 21 and job["targets"]["onnx"]["parity"]["passed"]
+    assert {a["name"] for a in job["artifacts"]} == {"onnx.zip", "report.json", "bundle.zip"}
+    members = zipfile.ZipFile(io.BytesIO(_download(acme, job, "onnx.zip")))
+    assert members.namelist() == ["model.onnx"]
+    assert "model.onnx" in zipfile.ZipFile(io.BytesIO(_download(acme, job, "bundle.zip"))).namelist()
+    members.extractall(tmp_path)
+
+    from jaxport.archive import extract_archive
+    from jaxport.compose import load_program
+    from jaxport.targets.onnx import OnnxRunner
+
+    program = load_program(extract_archive(composite_zip, tmp_path / "src"), trusted=False)
+    images = np.random.default_rng(4).standard_normal((3, 4, 16, 16, 3)).astype("float32")
+    want = program.functions["serving_default"](program.params, {"images": images})
+    got = OnnxRunner(tmp_path / "model.onnx").run({"images": images})
+    np.testing.assert_allclose(got["score"], want["score"], atol=1e-4, rtol=1e-3)

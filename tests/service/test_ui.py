@@ -18,7 +18,7 @@ from svc_stack import KEYS, submit, wait_job
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ALL_TARGETS = {"targets": ["savedmodel", "tflite", "tfjs"], "name": "ui"}
+ALL_TARGETS = {"targets": ["savedmodel", "tflite", "tfjs", "onnx"], "name": "ui"}
 JOB_TIMEOUT_MS = 300_000
 
 
@@ -92,6 +92,8 @@ def test_ui_converts_downloads_and_runs_tfjs_in_the_browser(browser, api_url, ac
 
     page.set_input_files("#file", str(tiny_keras))
     page.fill("#job-name", ALL_TARGETS["name"])
+    expect(page.locator("input[name=target][value=onnx]")).not_to_be_checked()  # on request
+    page.check("input[name=target][value=onnx]")
     page.click("#submit")
     expect(page.locator("#job-status")).to_have_text("succeeded", timeout=JOB_TIMEOUT_MS)
     job_id = page.text_content("#job-id")
@@ -101,8 +103,8 @@ def test_ui_converts_downloads_and_runs_tfjs_in_the_browser(browser, api_url, ac
     assert job_id in page.text_content("#jobs tbody")
 
     targets = _table(page, "#targets")  # status, tflite source, parity passed, max abs err, ...
-    assert set(targets) == {"savedmodel", "tflite", "tfjs"}
-    for name in ("tflite", "tfjs"):
+    assert set(targets) == {"savedmodel", "tflite", "tfjs", "onnx"}
+    for name in ("tflite", "tfjs", "onnx"):
         assert targets[name][0] == "ok" and targets[name][2] == "yes", targets
     assert targets["tflite"][1] == job["targets"]["tflite"]["source"]
 
@@ -110,6 +112,10 @@ def test_ui_converts_downloads_and_runs_tfjs_in_the_browser(browser, api_url, ac
         page.click("text=Download model.tflite")
     saved = Path(download.value.path()).read_bytes()
     assert saved == acme.get(f"/v1/jobs/{job_id}/artifacts/model.tflite").content
+    with page.expect_download() as download:
+        page.click("text=Download onnx.zip")
+    saved = Path(download.value.path()).read_bytes()
+    assert saved == acme.get(f"/v1/jobs/{job_id}/artifacts/onnx.zip").content
 
     page.click("button.run-tfjs")
     result = page.locator("#tfjs-result")
