@@ -53,7 +53,8 @@ class LoadedModel:
         return [out] if self.output_is_single else list(out)
 
 
-def _import_keras():
+def import_keras():
+    """Keras on the JAX backend, with keras_hub's layers registered when it is installed."""
     import keras
 
     if keras.backend.backend() != "jax":
@@ -68,7 +69,7 @@ def _import_keras():
 
 def load_keras_model(path: Path, *, trusted: bool, where: str = "") -> LoadedModel:
     """Load a `.keras` file (`safe_mode` unless trusted) and describe its inputs and outputs."""
-    keras = _import_keras()
+    keras = import_keras()
     where = where or Path(path).name
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=not trusted)
