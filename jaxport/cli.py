@@ -17,6 +17,8 @@ from typing import Any
 from jaxport.errors import JaxportError
 from jaxport.options import (ALL_TARGETS, TFJS_QUANTIZATIONS, TFLITE_QUANTIZATIONS,
                              TOLERANCE_RULES, ConvertOptions)
+from jaxport.compile_cache import enable_from_env
+from jaxport.timings import Timings, summary_line
 
 
 class Progress:
@@ -84,6 +86,7 @@ def _convert(args: argparse.Namespace) -> int:
         quantize=args.quantize, tfjs_quantize=args.tfjs_quantize,
         trusted=_trusted_default() and not args.safe, **tolerances)
     progress = Progress()
+    enable_from_env()  # what this run compiles, the next one reuses
     if args.function:
         report = _convert_function(args, options, progress)
     elif args.archive:
@@ -118,8 +121,10 @@ def _convert_function(args: argparse.Namespace, options: ConvertOptions, progres
     fn = load_function(args.function)
     params = load_params(args.params) if args.params else {}
     progress("trace", 0.05, f"tracing {args.function}")
-    program = load_function_program(fn, params, inputs)
-    return convert_program(program, args.out, options, progress, _samples_path(args))
+    timings = Timings()
+    with timings.stage("compose"):
+        program = load_function_program(fn, params, inputs)
+    return convert_program(program, args.out, options, progress, _samples_path(args), timings)
 
 
 def _samples_path(args: argparse.Namespace) -> Path | None:
@@ -130,7 +135,7 @@ def _samples_path(args: argparse.Namespace) -> Path | None:
 
 
 def summarize(report: dict, where: Path | str, stream: Any = None) -> int:
-    """Print the per-target table, the goldens check, the warnings and where the report is
+    """Print the per-target table, the goldens check, the warnings, the time per stage and where the report is
     (`where`: the output directory, or a URL); return the CLI exit code."""
     stream = stream or sys.stdout
     failed = []
@@ -155,6 +160,8 @@ def summarize(report: dict, where: Path | str, stream: Any = None) -> int:
                 print(f"{'':<20}hint: {err['hint']}", file=stream)
     for warning in report.get("warnings", []):
         print(f"warning: {warning}", file=stream)
+    if report.get("timings"):
+        print(summary_line(report["timings"]), file=stream)
     print(f"report: {where if isinstance(where, str) else where / 'report.json'}", file=stream)
     return 1 if failed else 0
 
