@@ -56,7 +56,8 @@ def _run(*args: str, **env: str):
 
 
 def _entries(directory: Path) -> list[Path]:
-    return sorted(directory.glob("*-cache"))
+    """JAX's entries under a cache directory."""
+    return sorted((directory / "jax").glob("*-cache"))
 
 
 def test_a_second_process_loads_what_the_first_compiled(tmp_path: Path) -> None:
@@ -77,8 +78,8 @@ def test_off_writes_nothing(tmp_path: Path) -> None:
 
 def test_default_is_the_user_cache_dir(tmp_path: Path) -> None:
     run = _run("plain", "1", XDG_CACHE_HOME=str(tmp_path), JAXPORT_COMPILE_CACHE_DIR="")
-    assert run["dir"] == str(tmp_path / "jaxport" / "xla")
-    assert _entries(tmp_path / "jaxport" / "xla")
+    assert run["dir"] == str(tmp_path / "jaxport" / "compile")
+    assert _entries(tmp_path / "jaxport" / "compile")
 
 
 def test_a_conversion_child_finds_what_the_previous_child_compiled(tmp_path: Path) -> None:
@@ -94,10 +95,10 @@ def test_the_size_cap_evicts_the_least_recently_used(tmp_path: Path) -> None:
     probe = tmp_path / "probe"
     _run("cap", "1", str(probe), str(2**30))
     entry = max(p.stat().st_size for p in _entries(probe))
-    cache, cap = tmp_path / "xla", 3 * entry
+    cache, cap = tmp_path / "xla", 6 * entry  # JAX's half of the cap: 3 entries
     _run("cap", "12", str(cache), str(cap))
     kept = _entries(cache)
-    assert 1 <= len(kept) < 12 and sum(p.stat().st_size for p in kept) <= cap
+    assert 1 <= len(kept) < 12 and sum(p.stat().st_size for p in kept) <= cap // 2
     # the newest entries are the ones kept, the oldest went
     last = _run("cap", "12", str(cache), str(cap), "11")
     assert last["misses"] == 0 and last["hits"] >= 1
@@ -112,3 +113,20 @@ def test_a_bad_cap_is_a_named_error(value: str, monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(CacheConfigError, match=MAX_MB_ENV) as info:
         configured()
     assert info.value.hint
+
+
+def test_tensorflow_gets_its_cache_dir_and_is_trimmed(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """TF's part: its flag joins the user's TF_XLA_FLAGS; past half the cap, oldest go first."""
+    from jaxport.compile_cache import enable_tensorflow
+
+    tf_dir = tmp_path / "tf"
+    tf_dir.mkdir()
+    for i in range(4):
+        (tf_dir / f"entry{i}.pb").write_bytes(b"x" * 1000)
+        os.utime(tf_dir / f"entry{i}.pb", (1000 + i, 1000 + i))
+    monkeypatch.setenv("TF_XLA_FLAGS", "--tf_xla_auto_jit=0 --tf_xla_persistent_cache_directory=/old")
+    enable_tensorflow(tf_dir, 2500)
+    assert os.environ["TF_XLA_FLAGS"] == (f"--tf_xla_auto_jit=0 "
+                                          f"--tf_xla_persistent_cache_directory={tf_dir}")
+    assert sorted(p.name for p in tf_dir.iterdir()) == ["entry2.pb", "entry3.pb"]
