@@ -27,6 +27,10 @@ def export(fn: Callable[..., Any], params: Any, *, inputs: dict[str, str], out_d
     from jaxport.compose import load_function_program
     from jaxport.pipeline import convert_program
 
+    from jaxport.timings import Timings
+
     opts = ConvertOptions(targets=list(targets), trusted=True, **options)
-    program = load_function_program(fn, params, inputs, name=name, ranges=ranges)
-    return convert_program(program, Path(out_dir), opts, progress, samples)
+    timings = Timings()
+    with timings.stage("compose"):
+        program = load_function_program(fn, params, inputs, name=name, ranges=ranges)
+    return convert_program(program, Path(out_dir), opts, progress, samples, timings)

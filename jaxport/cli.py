@@ -23,6 +23,8 @@ from jaxport.errors import JaxportError
 from jaxport.limits import DEFAULT_MAX_FILE_MB, apply_limits, resource_error
 from jaxport.options import (ALL_TARGETS, DEFAULT_ONNX_OPSET, DEFAULT_TARGETS, TFJS_QUANTIZATIONS,
                              TFLITE_QUANTIZATIONS, TOLERANCE_RULES, ConvertOptions)
+from jaxport.compile_cache import enable_from_env
+from jaxport.timings import Timings
 
 
 def _trusted_default() -> bool:
@@ -109,6 +111,7 @@ def _convert(args: argparse.Namespace) -> int:
         quantize=args.quantize, tfjs_quantize=args.tfjs_quantize,
         trusted=_trusted_default() and not args.safe, **given)
     progress = Progress()
+    enable_from_env()  # what this run compiles, the next one reuses
     if args.function:
         report = _convert_function(args, options, progress)
     elif args.archive:
@@ -143,8 +146,10 @@ def _convert_function(args: argparse.Namespace, options: ConvertOptions, progres
     fn = load_function(args.function)
     params = load_params(args.params) if args.params else {}
     progress("trace", 0.05, f"tracing {args.function}")
-    program = load_function_program(fn, params, inputs)
-    return convert_program(program, args.out, options, progress, _samples_path(args))
+    timings = Timings()
+    with timings.stage("compose"):
+        program = load_function_program(fn, params, inputs)
+    return convert_program(program, args.out, options, progress, _samples_path(args), timings)
 
 
 def _samples_path(args: argparse.Namespace) -> Path | None:

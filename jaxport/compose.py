@@ -22,16 +22,26 @@ from jaxport.ops import apply_op
 from jaxport.program import Function, Program
 from jaxport.shapes import infer_outputs
 from jaxport.specs import DTYPES, TensorSpec, check_input_shape, parse_range, parse_spec
+from jaxport.timings import Timings
 
 _DTYPE_BY_NAME = {v.name: v for v in DTYPES.values()}
 
 
-def load_program(source: Source, *, trusted: bool) -> Program:
-    """Load every model of `source` and compose its functions; output specs are inferred."""
-    models = {
-        name: load_keras_model(path, trusted=trusted, where=f"models.{name} ({path.name})")
-        for name, path in source.models.items()
-    }
+def load_program(source: Source, *, trusted: bool, timings: Timings | None = None) -> Program:
+    """Load every model of `source` and compose its functions; output specs are inferred.
+
+    `timings` gets the stages `load` (the models) and `compose` (functions, output tracing)."""
+    timings = timings or Timings()
+    with timings.stage("load"):
+        models = {
+            name: load_keras_model(path, trusted=trusted, where=f"models.{name} ({path.name})")
+            for name, path in source.models.items()
+        }
+    with timings.stage("compose"):
+        return _compose(source, models)
+
+
+def _compose(source: Source, models: dict[str, LoadedModel]) -> Program:
     params = {name: m.params() for name, m in models.items()}
     if source.manifest is None:
         functions = {"serving_default": _bare_function(models["model"])}

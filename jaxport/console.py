@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from jaxport.timings import summary_line
+
 
 class Progress:
     """`progress(stage, fraction, message)` on `stream` (default stderr): a rich progress bar
@@ -93,7 +95,8 @@ def target_rows(report: dict) -> list[TargetRow]:
 
 
 def summarize(report: dict, where: str, stream: TextIO | None = None) -> int:
-    """Print the goldens check, the per-target table, the warnings and where the report is
+    """Print the goldens check, the per-target table, the warnings, the seconds per stage and
+    where the report is
     (`where`: a path or URL) to `stream` (default stdout); return the CLI exit code (1 when a
     requested target failed, else 0)."""
     stream = stream or sys.stdout
@@ -102,16 +105,17 @@ def summarize(report: dict, where: str, stream: TextIO | None = None) -> int:
              f"{'matches' if parity['passed'] else 'DOES NOT match'} samples.npz's expected "
              f"outputs (max err ÷ scale {fmt_err(parity['max_rel_err'])})"
              for function, parity in report.get("reference", {}).items()]
+    tail = [summary_line(report["timings"])] if report.get("timings") else []
+    tail.append(f"report: {where}")
     if stream.isatty():
-        _rich_table(rows, lines, report.get("warnings", []), where, stream)
+        _rich_table(rows, lines, report.get("warnings", []), tail, stream)
     else:
         for row in rows:
             lines.append(_plain_row(row))
             if row.hint:
                 lines.append(f"{'':<20}hint: {row.hint}")
         lines += [f"warning: {w}" for w in report.get("warnings", [])]
-        lines.append(f"report: {where}")
-        print("\n".join(lines), file=stream)
+        print("\n".join(lines + tail), file=stream)
     return 1 if any(r.status != "ok" for r in rows) else 0
 
 
@@ -123,7 +127,7 @@ def _plain_row(row: TargetRow) -> str:
             f"{row.source or '-':<8} {row.note}")
 
 
-def _rich_table(rows: list[TargetRow], head: list[str], warnings: list[str], where: str,
+def _rich_table(rows: list[TargetRow], head: list[str], warnings: list[str], tail: list[str],
                 stream: TextIO) -> None:
     from rich.console import Console
     from rich.markup import escape
@@ -145,7 +149,8 @@ def _rich_table(rows: list[TargetRow], head: list[str], warnings: list[str], whe
     console.print(table)
     for warning in warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
-    console.print(f"report: {where}", markup=False, highlight=False)
+    for line in tail:
+        console.print(line, markup=False, highlight=False)
 
 
 def fmt_err(value: float | None) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +55,8 @@ class LoadedModel:
         return [out] if self.output_is_single else list(out)
 
 
-def _import_keras():
+def import_keras():
+    """Keras on the JAX backend, with keras_hub's layers registered when it is installed."""
     import keras
 
     if keras.backend.backend() != "jax":
@@ -66,12 +69,43 @@ def _import_keras():
     return keras
 
 
+@contextmanager
+def weights_from_file(keras: Any) -> Iterator[None]:
+    """Build models without running the weight initializers the loaded weights overwrite.
+
+    Keras builds every layer from its config before reading the weights, and each initializer
+    is an XLA compile per shape (most of a model load, e.g. 20 of MobileNetV2's 27 s). Inside
+    this block a variable made from an initializer starts as zeros (host memory, nothing
+    compiled); on the way out, any variable the load did not assign (its value still that
+    placeholder) runs its real initializer, so the result is what a plain load gives.
+    """
+    import jax.numpy as jnp
+
+    cls = keras.Variable
+    run_initializer = cls._initialize_with_initializer
+    pending: list[tuple[Any, Any, Any]] = []  # (variable, initializer, placeholder value)
+
+    def placeholder(variable: Any, initializer: Any) -> None:
+        variable._initialize(np.zeros(variable._shape, dtype=jnp.dtype(variable._dtype)))
+        pending.append((variable, initializer, variable._value))
+
+    cls._initialize_with_initializer = placeholder
+    try:
+        yield
+    finally:
+        cls._initialize_with_initializer = run_initializer
+        for variable, initializer, value in pending:
+            if variable._value is value:
+                run_initializer(variable, initializer)
+
+
 def load_keras_model(path: Path, *, trusted: bool, where: str = "") -> LoadedModel:
     """Load a `.keras` file (`safe_mode` unless trusted) and describe its inputs and outputs."""
-    keras = _import_keras()
+    keras = import_keras()
     where = where or Path(path).name
     try:
-        model = keras.saving.load_model(path, compile=False, safe_mode=not trusted)
+        with weights_from_file(keras):
+            model = keras.saving.load_model(path, compile=False, safe_mode=not trusted)
     except Exception as exc:  # noqa: BLE001 - keras raises many types; all mean "cannot load"
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "safe_mode" in str(exc) or "Lambda" in str(exc):

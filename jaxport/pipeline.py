@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import time
 import traceback
 from pathlib import Path
 from typing import Callable, Mapping
@@ -33,6 +32,7 @@ from jaxport.options import ALL_TARGETS, ConvertOptions
 from jaxport.program import Program
 from jaxport.samples import Samples, read, resolve
 from jaxport.targets import TARGETS, BuildContext, Case
+from jaxport.timings import Timings
 from jaxport.verify.checks import check_goldens, nonfinite_weights, reference_warnings
 from jaxport.verify.inputs import feed, make_inputs
 
@@ -54,30 +54,35 @@ def convert_archive(archive: Path, out_dir: Path, options: ConvertOptions,
     are recorded in the report instead.
     """
     progress = progress or _no_progress
-    t0 = time.perf_counter()
+    timings = Timings()
     with tempfile.TemporaryDirectory(prefix="jaxport-src-") as tmp:
         progress("load", 0.0, f"checking {Path(archive).name}")
-        source = extract_archive(Path(archive), Path(tmp))
-        from jaxport.compose import load_program  # imports keras and jax: after cheap checks
+        with timings.stage("extract"):
+            source = extract_archive(Path(archive), Path(tmp))
+        with timings.stage("import"):  # keras and jax: after the cheap checks; ~0 when warm
+            from jaxport.compose import load_program
+            from jaxport.keras_models import import_keras
+
+            import_keras()
 
         progress("load", 0.05, f"loading {len(source.models)} model(s)")
-        program = load_program(source, trusted=options.trusted)
+        program = load_program(source, trusted=options.trusted, timings=timings)
         if samples is None:
             samples = read(source.samples)
-    timings = {"load": round(time.perf_counter() - t0, 3)}
     return convert_program(program, out_dir, options, progress, samples, timings)
 
 
 def convert_program(program: Program, out_dir: Path, options: ConvertOptions,
                     progress: ProgressFn | None = None, samples: SamplesArg = None,
-                    timings: dict[str, float] | None = None) -> dict:
+                    timings: Timings | None = None) -> dict:
     """Check, build, verify and report every requested target of `program` into `out_dir`.
 
-    `samples`: a `samples.npz` path, its arrays, or resolved `Samples`. `timings` (seconds per
-    stage already done, e.g. `load`) is completed with `reference` and reported beside the
-    per-target `seconds`.
+    `samples`: a `samples.npz` path, its arrays, or resolved `Samples`. `timings` holds the
+    stages already done (`extract`, `load`, `compose`); this adds `reference` and each target's
+    stages (`jaxport.timings`), reported as `report["timings"]` beside the per-target `seconds`.
     """
     progress = progress or _no_progress
+    timings = timings or Timings()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     samples = _resolve_samples(samples, program)
@@ -88,20 +93,19 @@ def convert_program(program: Program, out_dir: Path, options: ConvertOptions,
         "inputs": {name: f.to_json() for name, f in feeds.items()},
         "warnings": [w for f in feeds.values() for w in f.warnings],
         "targets": {},
-        "timings": dict(timings or {}),
+        "timings": {},
     }
     report["warnings"] += [f"weight {w} holds NaN or Inf" for w in nonfinite_weights(program)]
     requested = [t for t in ALL_TARGETS if t in options.targets]
-    t0 = time.perf_counter()
-    mismatch = _check_goldens(program, samples, options, report, progress)
-    if mismatch is None:
-        progress("trace", 0.1, "computing reference outputs in JAX")
-        cases = reference_cases(program, options, samples)
-        report["warnings"] += reference_warnings(program, cases, options.atol)
-    report["timings"]["reference"] = round(time.perf_counter() - t0, 3)
+    with timings.stage("reference"):
+        mismatch = _check_goldens(program, samples, options, report, progress)
+        if mismatch is None:
+            progress("trace", 0.1, "computing reference outputs in JAX")
+            cases = reference_cases(program, options, samples)
+            report["warnings"] += reference_warnings(program, cases, options.atol)
     with tempfile.TemporaryDirectory(prefix="jaxport-work-") as tmp:
         if mismatch is None:
-            ctx = BuildContext(program, out_dir, Path(tmp), options, cases, samples)
+            ctx = BuildContext(program, out_dir, Path(tmp), options, cases, samples, timings)
         for i, target in enumerate(requested):
             span = (0.2 + 0.8 * i / len(requested), 0.8 / len(requested))
             report["targets"][target] = (_failed(mismatch, "reference") if mismatch is not None
@@ -111,6 +115,7 @@ def convert_program(program: Program, out_dir: Path, options: ConvertOptions,
             report["targets"][target] = {"status": "skipped", "error": None,
                                          "reason": "not requested"}
     progress("done", 1.0, "finished")
+    report["timings"] = timings.to_json()
     (out_dir / REPORT_NAME).write_text(json.dumps(report, indent=2, default=_json_default))
     return report
 
@@ -192,17 +197,17 @@ def _run_target(target: str, ctx: BuildContext, progress: ProgressFn,
     stage = target
     try:
         progress(target, start, f"building {target}")
-        t0 = time.perf_counter()
-        path, fields = entry.build(ctx)
-        result["seconds"] = round(time.perf_counter() - t0, 3)
+        with ctx.timings.stage(f"{target}.build"):
+            path, fields = entry.build(ctx)
+        result["seconds"] = ctx.timings.to_json()[f"{target}.build"]
         result.update(fields)
         result["path"] = str(path.relative_to(ctx.out_dir))
         result["bytes"] = _size(path)
         stage = "verify"
         progress(target, start + width / 2, f"verifying {target} in its runtime")
-        t0 = time.perf_counter()
-        parity = entry.verify(ctx, path)
-        result["verify_seconds"] = round(time.perf_counter() - t0, 3)
+        with ctx.timings.stage(f"{target}.verify"):
+            parity = entry.verify(ctx, path)
+        result["verify_seconds"] = ctx.timings.to_json()[f"{target}.verify"]
         result["parity"] = parity.to_json()
         if not parity.passed:
             raise TargetError(f"parity failed: {parity.failure()}",

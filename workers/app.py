@@ -10,6 +10,7 @@ returns.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 
@@ -56,18 +57,34 @@ def enqueue_inspection(request_id: str, key: str, function: str | None, trusted:
 
 @worker_process_init.connect
 def _warm_imports(**_: object) -> None:
-    """Import TensorFlow, JAX, Keras, keras_hub and the engine once per pool process, before
-    any job; conversions fork from this warm process (workers.isolation) and start at once."""
-    import ai_edge_litert.interpreter  # noqa: F401
-    import jax  # noqa: F401
-    import keras  # noqa: F401
-    import keras_hub  # noqa: F401  (registers its layers; ~5-10 s if left to each job)
-    import orbax.export  # noqa: F401
-    import tensorflow  # noqa: F401
+    """Before any job, per pool process: open the compile cache, then import TensorFlow, JAX,
+    Keras, keras_hub, the converters and the engine; conversions fork from this warm process
+    (workers.isolation) and start at once.
 
-    import jaxport.pipeline  # noqa: F401
+    Nothing is compiled or run here: a JAX or TF runtime started before a fork deadlocks the
+    child. What the children compile (Keras initializers on model load, the reference) goes to
+    the persistent compile cache (`jaxport.compile_cache`) and is reused by the next job."""
+    import time
 
-    log.info("pool process %d warm (tensorflow, jax, keras, jaxport)", os.getpid())
+    from jaxport.compile_cache import enable_from_env
+
+    t0 = time.perf_counter()
+    cache = enable_from_env()
+    log.info("pool process %d warming: compile cache %s; importing %s, tensorflowjs",
+             os.getpid(), cache or "off", ", ".join(WARM_MODULES))
+    for module in WARM_MODULES:
+        importlib.import_module(module)
+    from jaxport.tfjs_converter import converters
+
+    converters()  # tensorflowjs and tf_keras: ~3 s per job otherwise
+    log.info("pool process %d warm in %.1f s", os.getpid(), time.perf_counter() - t0)
+
+
+# What every job imports (keras_hub registers its layers: ~5-10 s if left to each job), then
+# the tensorflowjs converter.
+WARM_MODULES = ("jax", "tensorflow", "keras", "keras_hub", "orbax.export",
+                "ai_edge_litert.interpreter", "jaxport.pipeline", "jaxport.compose",
+                "jaxport.lowering", "jaxport.verify.runtimes", "jaxport.verify.tfjs")
 
 
 @worker_ready.connect

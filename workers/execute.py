@@ -5,7 +5,9 @@ Two identical jobs (same tenant, bytes, options) in flight convert once: the sec
 waits, lease kept, while the first runs (`JobStore.claim_inflight`) and is answered from its
 artifacts; if the first does not succeed, or goes back to the queue after losing its worker,
 the second converts on its own (so a lone worker never waits on a job queued behind it).
-"""
+
+The record's `timings` are the report's (`jaxport.timings`) with the worker's own stages:
+`download` first, `packaging` and `upload` (of the artifacts) last."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from jaxport.jobs import (FAILED, PARTIAL, RUNNING, SUCCEEDED, TERMINAL, JobNotF
 from jaxport.jobs.reuse import reuse_result
 from jaxport.options import ConvertOptions
 from jaxport.storage import Storage
+from jaxport.timings import Timings
 from service.config import Settings
 from workers.isolation import JobAborted, Limits, Send, run_isolated
 from workers.packaging import build_artifacts
@@ -82,10 +85,15 @@ def _run_leased(job_id: str, store: JobStore, storage: Storage, settings: Settin
         except JaxportError as exc:
             _fail(job_id, store, storage, exc.to_dict())
             return
+        timings = Timings(report.get("timings"))
         with lease_kept(store, job_id, token):
-            files = build_artifacts(work / "out", work)
-            artifacts = [{"name": name, "bytes": storage.put_file(artifact_key(job_id, name), path)}
-                         for name, path in files.items()]
+            with timings.stage("packaging"):
+                files = build_artifacts(work / "out", work)
+            with timings.stage("upload"):
+                artifacts = [{"name": name,
+                              "bytes": storage.put_file(artifact_key(job_id, name), path)}
+                             for name, path in files.items()]
+            report["timings"] = timings.to_json()
             (work / COMPLETE_MARKER).write_text(json.dumps({"report": report, "artifacts": artifacts}))
             storage.put_file(marker, work / COMPLETE_MARKER)
         _finish(job_id, store, storage, settings, report, artifacts)
@@ -168,7 +176,8 @@ def _convert(record: JobRecord, work: Path, store: JobStore, storage: Storage, s
              token: str) -> dict:
     job_id = record["id"]
     archive = work / record["upload"]["key"].rsplit("/", 1)[-1]
-    with lease_kept(store, job_id, token):
+    timings = Timings()
+    with lease_kept(store, job_id, token), timings.stage("download"):
         storage.get_file(record["upload"]["key"], archive)
     options = dict(record["options"])
     trusted = bool(options.pop("trusted", False))
@@ -197,7 +206,9 @@ def _convert(record: JobRecord, work: Path, store: JobStore, storage: Storage, s
         except JobNotFound:
             return False
 
-    return run_isolated(work_in_child, limits, on_progress=on_progress, keep_going=keep_going)
+    report = run_isolated(work_in_child, limits, on_progress=on_progress, keep_going=keep_going)
+    report["timings"] = {**timings.to_json(), **report.get("timings", {})}
+    return report
 
 
 def _job_status(report: dict, requested: list[str]) -> tuple[str, dict | None]:

@@ -3,8 +3,8 @@
 A record is a JSON object kept in Redis. Fields: id, tenant, status, stage, progress, message,
 created_at, updated_at, options, upload {sha256, bytes, filename, key}, limits {timeout_s,
 max_memory_mb}, the report.json sections of `REPORT_FIELDS` (targets: per-target results,
-functions, inputs, reference, warnings), artifacts [{name, bytes}], error {code, message,
-hint} | null, cached_from, attempts, worker.
+functions, inputs, reference, warnings, timings: seconds per stage, worker stages included),
+artifacts [{name, bytes}], error {code, message, hint} | null, cached_from, attempts, worker.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ ARTIFACT_NAMES = ("savedmodel.zip", "model.tflite", "tfjs.zip", "onnx.zip", "rep
 JobRecord = dict[str, Any]
 # report.json sections a finished job's record carries (and the API shows), with their empty values.
 REPORT_FIELDS: dict[str, Any] = {"targets": {}, "functions": {}, "inputs": {}, "reference": {},
-                                 "warnings": []}
+                                 "warnings": [], "timings": {}}
 
 
 def new_job_id() -> str:

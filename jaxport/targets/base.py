@@ -25,6 +25,7 @@ from jaxport.errors import LoweringError, TargetError, first_line
 from jaxport.options import ConvertOptions
 from jaxport.program import Program
 from jaxport.samples import Samples
+from jaxport.timings import Timings
 from jaxport.verify.compare import Parity
 
 
@@ -48,6 +49,7 @@ class BuildContext:
     options: ConvertOptions
     cases: list[Case]
     samples: Samples = field(default_factory=Samples)
+    timings: Timings = field(default_factory=Timings)  # shared builds add `orbax`, `lowering`
     _orbax: Path | None = None
     _lowered: Path | LoweringError | None = None
 
@@ -56,7 +58,8 @@ class BuildContext:
         if self._orbax is None:
             from jaxport.targets.savedmodel import export_savedmodel
 
-            self._orbax = export_savedmodel(self.program, self.work_dir / "orbax")
+            with self.timings.stage("orbax"):
+                self._orbax = export_savedmodel(self.program, self.work_dir / "orbax")
         return self._orbax
 
     def lowered_savedmodel(self) -> Path:
@@ -70,7 +73,8 @@ class BuildContext:
 
             try:
                 path = self.work_dir / "lowered"
-                lower_program(self.program).save(path)
+                with self.timings.stage("lowering"):
+                    lower_program(self.program).save(path)
                 self._lowered = path
             except LoweringError as exc:
                 self._lowered = exc

@@ -24,6 +24,10 @@ def test_seed_prod_function_via_cli(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert code == 0, out + err
     assert "savedmodel  ok" in out and "tflite      ok" in out
     assert "tflite: building tflite" in err  # progress on stderr
+    profile = next(line for line in out.splitlines() if line.startswith("time: "))
+    for stage in ("compose", "reference", "savedmodel.build", "savedmodel.verify", "lowering",
+                  "tflite.build", "tflite.verify", "total"):
+        assert f"{stage} " in profile, profile
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["functions"]["serving_default"]["outputs"]["output_0"]["shape"] == ["b"]
 

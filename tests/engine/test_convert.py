@@ -24,7 +24,22 @@ def _assert_ok(report: dict, out: Path, targets=TARGETS) -> None:
         assert (out / result["path"]).exists() and result["bytes"] > 0
     if "tflite" in targets:
         assert report["targets"]["tflite"]["source"] == "lowered", report["targets"]["tflite"].get("source_reason")
+    _assert_profiled(report, targets)
     assert json.loads((out / "report.json").read_text()) == json.loads(json.dumps(report))
+
+
+def _assert_profiled(report: dict, targets) -> None:
+    """Every stage of an archive conversion is in `timings`, in the order it ran."""
+    stages = ["extract", "import", "load", "compose", "reference"]
+    stages += [f"{t}.{step}" for t in targets for step in ("build", "verify")]
+    timings = report["timings"]
+    assert [s for s in timings if s not in ("lowering", "orbax")] == stages
+    assert ("lowering" in timings) == bool({"tflite", "tfjs"} & set(targets))
+    assert all(seconds >= 0 for seconds in timings.values())
+    for t in targets:
+        result = report["targets"][t]
+        assert (result["seconds"], result["verify_seconds"]) == (timings[f"{t}.build"],
+                                                                 timings[f"{t}.verify"])
 
 
 def _convert(archive: Path, out: Path, **options) -> dict:

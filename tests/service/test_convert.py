@@ -47,6 +47,10 @@ def test_bare_keras_job_and_every_artifact_loads(acme, tiny_job, tmp_path):
 
     report = json.loads(_download(acme, tiny_job, "report.json"))
     assert report["targets"]["tflite"]["status"] == "ok"
+    # the record's profile: the worker's stages around the report's
+    stages = list(tiny_job["timings"])
+    assert stages[0] == "download" and stages[-2:] == ["packaging", "upload"]
+    assert stages[1:-2] == list(report["timings"]) and "savedmodel.verify" in stages
 
     x = np.random.default_rng(0).normal(size=(3, 8)).astype("float32")
     from ai_edge_litert.interpreter import Interpreter
