@@ -11,7 +11,8 @@ The verdict per target follows the pipeline's own choices:
 - tflite: the lowered plain-TF path when every primitive has a rule and LiteRT runs it, else the
   orbax path (StableHLO through the TFLite converter), naming the primitive that forces it;
 - tfjs: needs every primitive lowered and run by TF.js; else blocked, naming the primitive and
-  the user-code line that produced it.
+  the user-code line that produced it;
+- onnx: needs a jax2onnx converter for every primitive; else blocked, naming the first one.
 A rule can still refuse a *form* of its primitive (a parameter it does not handle, listed in
 docs/lowering.md); that shows only when converting.
 """
@@ -125,7 +126,10 @@ def _primitives(program: Program, name: str) -> dict:
         for target, lacks in runtime_gaps(eqn).items():
             if target not in entry["gaps"]:
                 entry["gaps"][target] = {"lacks": lacks, "at": location(eqn), "layer": _layer(eqn)}
-    for entry in found.values():
+    from jaxport.targets.onnx import converts
+
+    for prim, entry in found.items():
+        entry["onnx"] = converts(prim)
         entry["targets"] = _support(entry)
     return dict(sorted(found.items(), key=lambda kv: (-kv[1]["count"], kv[0])))
 
@@ -133,12 +137,14 @@ def _primitives(program: Program, name: str) -> dict:
 def _support(entry: dict) -> dict[str, str]:
     """The per-target support of one primitive, in words."""
     gaps = entry["gaps"]
+    onnx = "jax2onnx" if entry["onnx"] else "blocked: no jax2onnx converter"
     if entry["rule"] is None:
         return {"savedmodel": "xla", "tflite": "orbax path (no lowering rule)",
-                "tfjs": "blocked: no lowering rule"}
+                "tfjs": "blocked: no lowering rule", "onnx": onnx}
     return {"savedmodel": "xla",
             "tflite": f"orbax path ({gaps['tflite']['lacks']})" if "tflite" in gaps else "lowered",
-            "tfjs": f"blocked: {gaps['tfjs']['lacks']}" if "tfjs" in gaps else "lowered"}
+            "tfjs": f"blocked: {gaps['tfjs']['lacks']}" if "tfjs" in gaps else "lowered",
+            "onnx": onnx}
 
 
 def _blocker(primitives: dict, target: str) -> dict | None:
@@ -172,6 +178,13 @@ def _verdict(primitives: dict) -> dict:
     out["tfjs"] = ({"ok": True, "path": "lowered", "blocking": None, "message": "will lower"}
                    if tfjs is None else
                    {"ok": False, "path": None, "blocking": tfjs, "message": f"blocked: {_name(tfjs)}"})
+    missing = [{"primitive": p, "at": e["at"], "layer": e["layer"], "why": "has no jax2onnx converter"}
+               for p, e in primitives.items() if not e["onnx"]]
+    out["onnx"] = ({"ok": True, "path": "jax2onnx", "blocking": None,
+                    "message": "will convert (jax2onnx; a refused form shows only when converting)"}
+                   if not missing else
+                   {"ok": False, "path": None, "blocking": missing[0],
+                    "message": f"blocked: {_name(missing[0])}"})
     return out
 
 
@@ -202,7 +215,7 @@ def _overall(verdicts: dict[str, dict]) -> dict:
         worst = None
         for name, verdict in verdicts.items():
             v = verdict[target]
-            if not v["ok"] or (v["path"] != "lowered" and target != "savedmodel"):
+            if not v["ok"] or (target == "tflite" and v["path"] != "lowered"):
                 worst = {**v, "message": f"{name}: {v['message']}" if len(verdicts) > 1
                          else v["message"]}
                 if not v["ok"]:
@@ -233,7 +246,7 @@ def render(report: dict, stream: Any = None) -> None:
                 print(f"  {kind[:-1]:<6} {arg}: {_spec(spec)}{extra}", file=stream)
         for constraint in fn.get("constraints", []):
             print(f"  constraint {constraint}", file=stream)
-        print_table(["primitive", "count", "rule", "savedmodel", "tflite", "tfjs", "first at"],
+        print_table(["primitive", "count", "rule", *ALL_TARGETS, "first at"],
                     [[p, e["count"], e["rule"] or "NONE", *(e["targets"][t] for t in ALL_TARGETS),
                       _short(e["at"])] for p, e in fn["primitives"].items()], stream)
     print("\nverdict", file=stream)

@@ -47,16 +47,23 @@ _HINT_REFUSED = (
 def _to_onnx() -> Callable[..., Any]:
     """jax2onnx's `to_onnx`, with only its plugins for JAX's own primitives loaded.
 
+    Importing the plugins must leave JAX as it was (see the jnp.cumsum note below).
+
     `to_onnx` would first import every plugin module of the package: those for Flax, Equinox
     and dm_pix modules and its example models too, half a minute, none of which a jaxpr of
     Keras or plain JAX reaches. We import the `jax` plugin tree (jax.lax, jax.numpy, jax.nn,
     ...) and mark discovery done, as its own `import_all_plugins` does when it finishes.
     """
+    import jax.numpy as jnp
     from jax2onnx import to_onnx
     from jax2onnx.plugins import plugin_system
 
+    cumsum = jnp.cumsum
     plugin_system._import_tree(Path(plugin_system.__file__).parent / "jax", "jax2onnx.plugins.jax")
     plugin_system._already_imported_plugins = True
+    # Its jnp.cumsum plugin replaces jnp.cumsum for the whole process with a function binding
+    # its own primitive, which every other target and the JAX reference would then trace.
+    jnp.cumsum = cumsum
     registry = plugin_system.PLUGIN_REGISTRY
     registry["reshape"] = _transposing_reshape(registry["reshape"], registry["transpose"])
     return to_onnx
@@ -90,6 +97,11 @@ def _transposing_reshape(reshape: Any, transpose: Any) -> Any:
     plugin = TransposingReshape()
     plugin.__dict__.update(reshape.__dict__)
     return plugin
+
+
+def converts(primitive: str) -> bool:
+    """Whether jax2onnx has a converter for `primitive` (some forms may still be refused)."""
+    return primitive in _plugins()
 
 
 def _plugins() -> dict[str, Any]:

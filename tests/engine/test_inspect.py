@@ -56,7 +56,8 @@ def test_keras_hub_backbone(bert, capsys, tmp_path) -> None:
     assert fn["primitives"]["dot_general"]["count"] >= 6  # q, k, v, output, two FFN layers
     assert {t: v["message"] for t, v in report["verdict"].items()} == {
         "savedmodel": "will build (orbax: the XLA program as is)",
-        "tflite": "lowered path (plain TF ops)", "tfjs": "will lower"}
+        "tflite": "lowered path (plain TF ops)", "tfjs": "will lower",
+        "onnx": "will convert (jax2onnx; a refused form shows only when converting)"}
     lower_program(_program(path, tmp_path))  # the verdict holds: it lowers
 
     main(["inspect", str(path)])

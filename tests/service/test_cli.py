@@ -17,6 +17,10 @@ import pytest
 
 from svc_stack import FAST_TARGETS, KEYS, ROOT, base_env, submit, wait_job
 
+# A job that keeps a warm worker busy for many seconds while a command starts (a warm worker
+# converts the composite with three targets at two batch sizes in about 3 s).
+SLOW_JOB = {"targets": ["savedmodel", "tflite", "tfjs"], "batch_sizes": list(range(1, 13))}
+
 TERMINAL = ("succeeded", "partial", "failed", "canceled")
 
 
@@ -102,12 +106,12 @@ def test_jobs_lists_and_pages(plugin_path, api_url, acme, done_job):
     assert done_job["id"] in {j["id"] for j in listed["jobs"]}
 
 
-def test_status_and_watch(plugin_path, api_url, acme, tiny_keras, done_job):
+def test_status_and_watch(plugin_path, api_url, acme, composite_zip, done_job):
     result = run_cli(plugin_path, "status", done_job["id"], server=api_url)
     assert result.returncode == 0 and f"job {done_job['id']} succeeded" in result.stdout
     assert "tflite      ok" in result.stdout
 
-    job = submit(acme, tiny_keras, {**FAST_TARGETS, "name": "cli-watch"}).json()
+    job = submit(acme, composite_zip, {**SLOW_JOB, "name": "cli-watch"}).json()
     watched = run_cli(plugin_path, "status", job["id"], "--watch", "--json", server=api_url)
     events = [json.loads(line) for line in watched.stdout.splitlines()]
     assert watched.returncode == 0, watched.stderr
@@ -133,8 +137,8 @@ def test_download_bundle_and_one_artifact(plugin_path, api_url, acme, done_job, 
     assert tflite.read_bytes() == acme.get(f"/v1/jobs/{done_job['id']}/artifacts/model.tflite").content
 
 
-def test_cancel_then_delete(plugin_path, api_url, acme, tiny_keras):
-    job = submit(acme, tiny_keras, {**FAST_TARGETS, "name": "cli-cancel"}).json()
+def test_cancel_then_delete(plugin_path, api_url, acme, composite_zip):
+    job = submit(acme, composite_zip, {**SLOW_JOB, "name": "cli-cancel"}).json()
     result = run_cli(plugin_path, "cancel", job["id"], server=api_url)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"job {job['id']} canceled"
