@@ -17,15 +17,17 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def with_real_bn(model: keras.Model, seed: int = 0,
-                 calibration: np.ndarray | None = None) -> keras.Model:
+def with_real_bn(model: keras.Model, seed: int = 0, calibration: np.ndarray | None = None,
+                 variance_scale: float = 1.0) -> keras.Model:
     """Give BatchNorm layers statistics that make `model` input-sensitive.
 
     By default the moving mean and variance are drawn. With `calibration` (a batch of inputs
     for a single-input functional model), each layer's moving statistics are those of its own
     input on that batch, measured in order: for models whose signal drawn statistics do not
     carry to the output (MobileNet V1/V2 give the same logits for every input). The affine
-    params are drawn either way.
+    params are drawn either way. `variance_scale` > 1 widens the calibrated variances, which
+    damps each block's gain: for models that calibration makes chaotic (float32 rounding grows
+    through them).
     """
     rng = np.random.default_rng(seed)
     for layer in model._flatten_layers():
@@ -37,7 +39,7 @@ def with_real_bn(model: keras.Model, seed: int = 0,
             else:
                 h = np.asarray(keras.Model(model.inputs, layer.input)(calibration))
                 axes = tuple(range(h.ndim - 1))
-                mean, variance = h.mean(axes), h.var(axes) + 1e-3
+                mean, variance = h.mean(axes), variance_scale * h.var(axes) + 1e-3
             layer.moving_mean.assign(np.asarray(mean, "float32"))
             layer.moving_variance.assign(np.asarray(variance, "float32"))
             if layer.gamma is not None:

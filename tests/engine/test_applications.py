@@ -37,14 +37,16 @@ TARGETS = ["savedmodel", "tflite", "tfjs", "onnx"]
 
 
 def _app(constructor: Callable[..., keras.Model], size: int = 32, calibrate: bool = True,
-         **kwargs) -> Callable[[], keras.Model]:
+         variance_scale: float = 1.0, **kwargs) -> Callable[[], keras.Model]:
     """A keras.applications model at `size`×`size`, no weights, 10 logits. BatchNorm statistics
     are calibrated on images (with drawn ones, most families give the same logits for any
-    input), or drawn (`calibrate=False`) where calibration makes the model chaotic."""
+    input), widened by `variance_scale` or drawn (`calibrate=False`) where calibration makes
+    the model chaotic."""
     def build() -> keras.Model:
         model = constructor(input_shape=(size, size, 3), weights=None,
                             classifier_activation=None, classes=10, **kwargs)
-        return zoo.with_real_bn(model, calibration=zoo.images(model) if calibrate else None)
+        return zoo.with_real_bn(model, calibration=zoo.images(model) if calibrate else None,
+                                variance_scale=variance_scale)
     return build
 
 
@@ -97,7 +99,9 @@ CASES: dict[str, Case] = {
     "mobilenet_v2": Case(_app(keras.applications.MobileNetV2, alpha=0.35), slow=True),
     "mobilenet_v3_small": Case(_app(keras.applications.MobileNetV3Small, alpha=0.75), slow=True),
     "mobilenet_v3_large": Case(_app(keras.applications.MobileNetV3Large, alpha=0.75), slow=True),
-    "efficientnet_b0": Case(_app(keras.applications.EfficientNetB0), slow=True),
+    # Calibrated as is, rounding grows to 4e-4..2e-3 of its logits' scale (run to run); drawn,
+    # its logits barely follow the input. Widened variances damp the growth ~14x.
+    "efficientnet_b0": Case(_app(keras.applications.EfficientNetB0, variance_scale=9.0), slow=True),
     # Calibrated, float32 rounding grows to 20% of its logits (measured: max err ÷ scale 0.21 in
     # every runtime alike); with drawn statistics its logits still follow the input.
     "efficientnet_v2_b0": Case(_app(keras.applications.EfficientNetV2B0, calibrate=False),
