@@ -98,6 +98,18 @@ def tiny_keras(model_dir) -> Path:
     return zoo.save(_mlp(8, 4, "tiny"), model_dir / "tiny.keras")
 
 
+@pytest.fixture(scope="session")
+def deep_keras(model_dir) -> Path:
+    """A bare .keras file that takes many seconds to convert on any machine (100 Dense layers:
+    hundreds of ops to export, lower and check), for tests that need a job to run long."""
+    x = zoo.keras.Input((8,), name="features")
+    h = x
+    for _ in range(100):
+        h = zoo.keras.layers.Dense(16, activation="tanh")(h)
+    return zoo.save(zoo.keras.Model(x, zoo.keras.layers.Dense(4)(h), name="deep"),
+                    model_dir / "deep.keras")
+
+
 def _mlp(features: int, classes: int, name: str):
     x = zoo.keras.Input((features,), name="features")
     h = zoo.keras.layers.Dense(16, activation="relu")(x)

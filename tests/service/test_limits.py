@@ -8,10 +8,13 @@ from __future__ import annotations
 from svc_stack import FAST_TARGETS, client_for, submit, wait_job
 
 
-def test_job_over_time_limit_fails_alone_and_next_job_succeeds(stack, acme, tiny_keras):
+def test_job_over_time_limit_fails_alone_and_next_job_succeeds(stack, acme, tiny_keras,
+                                                              deep_keras):
+    # A warm worker converts the tiny model in under 2 s, so the job over its limit converts
+    # a model that needs far longer than that anywhere.
     stack.wait_workers(2)
     with client_for(stack.start_api("api-2s", JAXPORT_JOB_TIMEOUT_S="2"), "acme") as tight:
-        slow = submit(tight, tiny_keras, {**FAST_TARGETS, "name": "over-time"}).json()
+        slow = submit(tight, deep_keras, {**FAST_TARGETS, "name": "over-time"}).json()
         assert slow["options"]["name"] == "over-time"
         alongside = submit(acme, tiny_keras, {**FAST_TARGETS, "name": "alongside"}).json()
         failed = wait_job(acme, slow["id"])
@@ -34,8 +37,8 @@ def test_job_over_memory_limit_fails_with_a_clear_error(stack, tiny_keras):
     assert "150 MB" in failed["error"]["message"]
 
 
-def test_cancel_running_job(acme, tiny_keras):
-    job = submit(acme, tiny_keras, {**FAST_TARGETS, "name": "cancel-me"}).json()
+def test_cancel_running_job(acme, deep_keras):
+    job = submit(acme, deep_keras, {**FAST_TARGETS, "name": "cancel-me"}).json()
     wait_job(acme, job["id"], until=lambda j: j["status"] == "running")
     r = acme.delete(f"/v1/jobs/{job['id']}")
     assert r.status_code == 200 and r.json()["status"] == "canceled"

@@ -13,9 +13,10 @@ import psutil
 from svc_stack import FAST_TARGETS, submit, wait_job, wait_until
 
 
-def test_sigkilled_worker_job_still_succeeds(stack, acme, tiny_keras):
+def test_sigkilled_worker_job_still_succeeds(stack, acme, deep_keras):
+    # The deep model: a tiny one can finish before the kill lands.
     stack.wait_workers(2)
-    job = submit(acme, tiny_keras, {**FAST_TARGETS, "name": "survivor"}).json()
+    job = submit(acme, deep_keras, {**FAST_TARGETS, "name": "survivor"}).json()
     running = wait_job(acme, job["id"], until=lambda j: j["status"] == "running"
                        and j["stage"] not in ("starting", "queued"))
     pool_pid = int(running["worker"].rsplit(":", 1)[1])
