@@ -27,7 +27,7 @@ from jaxport.jobs import (FAILED, PARTIAL, RUNNING, SUCCEEDED, TERMINAL, JobNotF
                           JobStore, artifact_key, report_fields)
 from jaxport.jobs.reuse import reuse_result
 from jaxport.options import ConvertOptions
-from jaxport.storage import Storage
+from jaxport.storage import Storage, StorageError
 from jaxport.timings import Timings
 from service.config import Settings
 from workers.isolation import JobAborted, Limits, Send, run_isolated
@@ -85,18 +85,29 @@ def _run_leased(job_id: str, store: JobStore, storage: Storage, settings: Settin
         except JaxportError as exc:
             _fail(job_id, store, storage, exc.to_dict())
             return
-        timings = Timings(report.get("timings"))
-        with lease_kept(store, job_id, token):
-            with timings.stage("packaging"):
-                files = build_artifacts(work / "out", work)
-            with timings.stage("upload"):
-                artifacts = [{"name": name,
-                              "bytes": storage.put_file(artifact_key(job_id, name), path)}
-                             for name, path in files.items()]
-            report["timings"] = timings.to_json()
-            (work / COMPLETE_MARKER).write_text(json.dumps({"report": report, "artifacts": artifacts}))
-            storage.put_file(marker, work / COMPLETE_MARKER)
+        try:
+            artifacts = _deliver(job_id, report, work, store, storage, token)
+        except StorageError as exc:  # retried already (the backend's policy): a named failure
+            _fail(job_id, store, storage, exc.to_dict())
+            return
         _finish(job_id, store, storage, settings, report, artifacts)
+
+
+def _deliver(job_id: str, report: dict, work: Path, store: JobStore, storage: Storage,
+             token: str) -> list[dict]:
+    """Package the job's output and upload it, the completion marker last; return the
+    artifact list. The record is not touched: it names artifacts only once all are stored."""
+    timings = Timings(report.get("timings"))
+    with lease_kept(store, job_id, token):
+        with timings.stage("packaging"):
+            files = build_artifacts(work / "out", work)
+        with timings.stage("upload"):
+            artifacts = [{"name": name, "bytes": storage.put_file(artifact_key(job_id, name), path)}
+                         for name, path in files.items()]
+        report["timings"] = timings.to_json()
+        (work / COMPLETE_MARKER).write_text(json.dumps({"report": report, "artifacts": artifacts}))
+        storage.put_file(artifact_key(job_id, COMPLETE_MARKER), work / COMPLETE_MARKER)
+    return artifacts
 
 
 def _answered_by_identical_job(job_id: str, store: JobStore, storage: Storage, token: str) -> bool:
@@ -254,4 +265,8 @@ def _fail(job_id: str, store: JobStore, storage: Storage, error: dict) -> None:
 
 
 def _drop_upload(record: JobRecord, storage: Storage) -> None:
-    storage.delete_prefix(record["upload"]["key"].rsplit("/", 1)[0] + "/")
+    """Delete a finished job's upload; if storage is away, leave it to the retention sweep."""
+    try:
+        storage.delete_prefix(record["upload"]["key"].rsplit("/", 1)[0] + "/")
+    except StorageError as exc:
+        log.warning("job %s: its upload stays until the retention sweep: %s", record["id"], exc)

@@ -8,7 +8,6 @@ fresh conversion rather than a cache hit.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import zoo  # noqa: E402  (shared real test models)
-from svc_stack import Stack, base_env, client_for, free_port, wait_until  # noqa: E402
+from svc_stack import Stack, base_env, client_for, free_port, start_redis  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -31,19 +30,8 @@ def log_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory, log_dir) -> Iterator[str]:
     port = free_port()
-    proc = subprocess.Popen(["/usr/bin/redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no"],
-                            stdout=open(log_dir / "redis.log", "wb"), stderr=subprocess.STDOUT)
+    proc = start_redis(port, log_dir / "redis.log")
     url = f"redis://127.0.0.1:{port}"
-    import redis
-
-    def up() -> bool:
-        try:
-            return bool(redis.Redis.from_url(url).ping())
-        except redis.RedisError:
-            return False
-
-    wait_until(up, 10, "redis-server")
     yield url
     proc.terminate()
     proc.wait(10)

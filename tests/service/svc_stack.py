@@ -67,6 +67,30 @@ def spawn(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Pro
     return Proc(name, popen, log)
 
 
+def start_redis(port: int, log: Path, data_dir: Path | None = None) -> subprocess.Popen:
+    """A real redis-server on 127.0.0.1:`port`, up when this returns. With `data_dir`, it keeps
+    an append-only file there, fsynced on every write (so a restart, even after SIGKILL, loses
+    nothing); without, nothing is persisted."""
+    import redis
+
+    persist = (["--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", "always"]
+               if data_dir else ["--appendonly", "no"])
+    proc = subprocess.Popen(["/usr/bin/redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", *persist],
+                            stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+    client = redis.Redis(port=port)
+
+    def up() -> bool:
+        assert proc.poll() is None, f"redis-server died: see {log}"
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+    wait_until(up, 10, "redis-server")
+    return proc
+
+
 def base_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAXPORT_")}
     env.update(PYTHONPATH=str(ROOT), KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2",
