@@ -88,14 +88,21 @@ def start_service(work: Path) -> tuple[subprocess.Popen, str]:
     up = subprocess.Popen([sys.executable, "-m", "service", "up", "--port", str(port)], cwd=work,
                           env=env, stdout=open(work / "up.log", "wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
+    wait_healthy(url, work / "up.log")
+    return up, url
+
+
+def wait_healthy(url: str, log: Path, timeout_s: float = 300) -> None:
+    """Return once `url`/healthz answers 200; exit pointing at `log` if it never does."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return up, url
+                return
         except httpx.TransportError:
-            time.sleep(0.5)
-    raise SystemExit(f"the service did not start; see {work / 'up.log'}")
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"the service did not start; see {log}")
 
 
 def service_job(client: Client, model: Path, name: str) -> float:

@@ -166,9 +166,10 @@ def submit(client: httpx.Client, path: Path, options: dict | None = None, **head
 
 
 def wait_job(client: httpx.Client, job_id: str, timeout: float = 180,
-             until=lambda job: job["status"] in ("succeeded", "partial", "failed", "canceled")) -> dict:
+             until=lambda job: job["status"] in ("succeeded", "partial", "failed", "canceled"),
+             interval: float = 0.3) -> dict:
     def done():
         job = client.get(f"/v1/jobs/{job_id}").json()
         return job if until(job) else None
 
-    return wait_until(done, timeout, f"job {job_id}", interval=0.3)
+    return wait_until(done, timeout, f"job {job_id}", interval=interval)
