@@ -15,6 +15,7 @@ import pytest
 from svc_stack import FAST_TARGETS, Stack, submit, wait_job, wait_until
 
 STAGES = ("load", "trace", "savedmodel", "tflite")  # the order a conversion reports them in
+# (a death after the artifacts are stored: the marker test below)
 
 
 def _gone(p: psutil.Process) -> bool:
@@ -48,6 +49,31 @@ def test_sigkilled_worker_job_still_succeeds(stack, acme, deep_keras):
     done = wait_job(acme, job["id"], timeout=300)
     assert done["status"] == "succeeded", done
     assert done["attempts"] == 2 and done["worker"] != running["worker"]
+
+
+def test_a_worker_lost_after_storing_its_artifacts_is_finished_without_converting(
+        stack, acme, tiny_keras, redis_url):
+    """The last stage: a worker that stored every artifact and its completion marker, then died
+    before recording success. Made here by turning a finished job back into a running one with
+    no lease and no artifacts in its record, as that death leaves it."""
+    from jaxport.jobs import JobStore
+
+    stack.wait_workers(1)
+    job = wait_job(acme, submit(acme, tiny_keras, {**FAST_TARGETS, "name": "died-after-upload"})
+                   .json()["id"])
+    assert job["status"] == "succeeded", job
+    store = JobStore.from_url(f"{redis_url}/0")
+    store.update(job["id"], {"status": "running", "stage": "tflite", "progress": 0.9,
+                             "artifacts": [], "targets": {}}, allow_terminal=True)
+    store.r.sadd("jaxport:active", job["id"])
+    store.r.zrem("jaxport:finished", job["id"])
+    done = wait_job(acme, job["id"], timeout=120)  # the lease reaper re-queues it
+    assert done["status"] == "succeeded", done
+    assert done["attempts"] == job["attempts"], "finished from the stored marker, not converted"
+    assert done["artifacts"] == job["artifacts"] and done["targets"] == job["targets"]
+    for artifact in done["artifacts"]:
+        got = acme.get(f"/v1/jobs/{job['id']}/artifacts/{artifact['name']}")
+        assert got.status_code == 200 and len(got.content) == artifact["bytes"]
 
 
 @pytest.mark.slow  # a worker start and a conversion per stage
