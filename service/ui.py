@@ -26,13 +26,11 @@ ASSETS["style.css"] = "text/css"
 LITERTJS = NODE_MODULES / "@litertjs"
 # The LiteRT.js files the page loads: the ES modules (index.html's import map names
 # wasm-utils.js for core.js's bare import) and the WASM runtime variants core.js picks from.
-LITERTJS_FILES = {
-    "core.js": LITERTJS / "core" / "dist" / "index.js",
-    "wasm-utils.js": LITERTJS / "wasm-utils" / "dist" / "index.js",
-    **{f"wasm/litert_wasm{variant}_internal.{ext}":
-       LITERTJS / "core" / "wasm" / f"litert_wasm{variant}_internal.{ext}"
-       for variant in ("", "_compat", "_jspi", "_threaded") for ext in ("js", "wasm")},
-}
+LITERTJS_MODULES = {"core.js": LITERTJS / "core" / "dist" / "index.js",
+                    "wasm-utils.js": LITERTJS / "wasm-utils" / "dist" / "index.js"}
+LITERTJS_WASM = {name: LITERTJS / "core" / "wasm" / name
+                 for variant in ("", "_compat", "_jspi", "_threaded") for ext in ("js", "wasm")
+                 for name in [f"litert_wasm{variant}_internal.{ext}"]}
 MEDIA = {".js": "text/javascript", ".wasm": "application/wasm"}
 
 router = APIRouter(include_in_schema=False)
@@ -58,13 +56,22 @@ async def tfjs_bundle() -> FileResponse:
     return _runtime_file(TFJS_BUNDLE, "TF.js")
 
 
-@router.get("/ui/litertjs/{name:path}")
-async def litertjs_file(name: str) -> FileResponse:
-    """A file of the LiteRT.js runtime for the browser; any other name is a 404."""
-    if name not in LITERTJS_FILES:
-        raise NotFound(f"no LiteRT.js file {name!r}",
-                       f"LiteRT.js files: {', '.join(LITERTJS_FILES)}")
-    return _runtime_file(LITERTJS_FILES[name], "LiteRT.js")
+def _litertjs_file(files: dict[str, Path], name: str) -> FileResponse:
+    if name not in files:
+        raise NotFound(f"no LiteRT.js file {name!r}", f"LiteRT.js files here: {', '.join(files)}")
+    return _runtime_file(files[name], "LiteRT.js")
+
+
+@router.get("/ui/litertjs/{name}")
+async def litertjs_module(name: str) -> FileResponse:
+    """An ES module of LiteRT.js for the browser; any other name is a 404."""
+    return _litertjs_file(LITERTJS_MODULES, name)
+
+
+@router.get("/ui/litertjs/wasm/{name}")
+async def litertjs_wasm(name: str) -> FileResponse:
+    """A file of LiteRT.js's WASM runtime (the loader script and its .wasm)."""
+    return _litertjs_file(LITERTJS_WASM, name)
 
 
 @router.get("/ui/{name}")
