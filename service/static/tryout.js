@@ -220,7 +220,10 @@ async function runLiteRt(job, fn, inputs) {
     };
     const first = await once();
     const second = await once();
-    const how = accelerator === "webgpu" ? "WebGPU" : "WASM (XNNPack; no WebGPU adapter here)";
+    // a model WebGPU cannot take whole is compiled again for WASM (LiteRT.js warns in the console)
+    const how = model.options.accelerator === "webgpu"
+      ? `WebGPU${model.isFullyAccelerated ? "" : " with WASM for the ops it lacks"}`
+      : accelerator === "webgpu" ? "WASM (not every op runs on WebGPU)" : "WASM (XNNPack; no WebGPU adapter here)";
     return { runtime: `LiteRT.js, ${how}`, loadMs, firstMs: first.ms, runMs: second.ms,
              outputs: second.outputs,
              note: pinned ? `${pinned} dynamic dim(s) of model.tflite pinned to the converter's sizes (LiteRT.js cannot resize inputs)` : "" };

@@ -135,6 +135,15 @@ def _convert(page: Page, path: Path, options: dict, status: str = "succeeded") -
     expect(page.locator("#job-status")).to_have_text(status, timeout=JOB_TIMEOUT_MS)
 
 
+def _unlabelled(page: Page) -> list[str]:
+    """Form controls and buttons a screen reader would announce without a name."""
+    return page.eval_on_selector_all(
+        "input, select, button",
+        """nodes => nodes.filter(n => !(n.labels?.length || n.getAttribute("aria-label")
+                                        || (n.tagName === "BUTTON" && n.textContent.trim())))
+                        .map(n => n.outerHTML.slice(0, 120))""")
+
+
 def _stages(page: Page) -> list[str]:
     return page.eval_on_selector_all("#timeline li", "items => items.map(i => i.dataset.stage)")
 
@@ -147,6 +156,12 @@ def test_ui_shows_api_errors_and_saves_the_key(browser, api_url):
     page.click("#key-form button")
     expect(page.locator("#error")).to_be_hidden()
     expect(page.locator("#key-state")).to_have_text("key saved")
+    assert _unlabelled(page) == []
+    page.focus("#api-key")  # Tab goes on to Save key, the archive, then the first option
+    active = "(e => `${e.tagName}:${e.id || e.value || e.textContent}`)(document.activeElement)"
+    for expected in ("BUTTON:Save key", "INPUT:file", "INPUT:savedmodel"):
+        page.keyboard.press("Tab")
+        assert page.evaluate(active) == expected
     page.reload()
     assert page.input_value("#api-key") == KEYS["acme"]
     page.fill("#api-key", "not-a-key")
@@ -389,6 +404,7 @@ def test_ui_tries_an_image_classifier_with_tfjs_and_litertjs(browser, api_url, a
     assert re.search(r"run \d+\.\d ms", block.locator(".run-litert .timing").text_content())
     assert re.search(r"run \d+\.\d ms", block.locator(".run-tfjs .timing").text_content())
     assert "TF.js vs LiteRT.js on the same input: predictions: max |Δ|" in block.locator(".agreement").text_content()
+    assert _unlabelled(page) == []  # the job's cards, list and try-out included
     assert problems == []
     page.close()
 
