@@ -17,7 +17,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 
 KEYS = {"acme": "key-acme-0123456789", "globex": "key-globex-9876543210",
-        "initech": "key-initech-5551234567", "umbrella": "key-umbrella-7778889990"}
+        "initech": "key-initech-5551234567", "umbrella": "key-umbrella-7778889990",
+        "hooli": "key-hooli-2468013579"}  # hooli: only test_ui's job list, which counts its jobs
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
 FAST_TARGETS = {"targets": ["savedmodel", "tflite"]}
 START_TIMEOUT_S = 240
