@@ -267,10 +267,10 @@ def _litertjs(ctx: BuildContext, path: Path, quantized: bool, verdict: Verdict) 
             entry["browser_start_seconds"] = round(info["start_ms"] / 1000, 3)
             parity = ctx.parity(run, quantized=quantized)
     except LitertjsUnavailable as exc:
-        entry.update(status="unavailable", error=str(exc), hint=exc.hint)
+        entry.update(status="unavailable", error=str(exc), hint=exc.hint, code=exc.code)
         verdict.warnings.append(f"{exc} ({exc.hint})")
     except TargetError as exc:  # LitertjsCannotRun, a timeout, the runner exiting, a missing output
-        entry.update(status="cannot_run", error=str(exc))
+        entry.update(status="cannot_run", error=str(exc), code=exc.code)
         verdict.warnings.append(f"LiteRT.js cannot run model.tflite: {exc}; the target stands on "
                                 "LiteRT's check")
     else:

@@ -216,6 +216,7 @@ def test_model_litertjs_cannot_load_is_a_warning(tmp_path: Path) -> None:
     assert result["status"] == "ok" and result["runtimes"]["litert"]["status"] == "ok"
     litertjs = result["runtimes"]["litertjs"]
     assert litertjs["status"] == "cannot_run" and litertjs["parity"] is None
+    assert litertjs["code"] == "litertjs_cannot_run"
     assert "LiteRT.js could not load the model" in litertjs["error"] and "BOOL" in litertjs["error"]
     assert "INFO:" not in litertjs["error"]  # the page's log chatter is left out
     warning = [w for w in report["warnings"] if w.startswith("tflite: LiteRT.js cannot run")]
@@ -236,6 +237,7 @@ def test_missing_chromium_is_a_warning_with_the_install_hint(tmp_path: Path,
     assert result["status"] == "ok" and result["parity"]["passed"]
     litertjs = result["runtimes"]["litertjs"]
     assert litertjs["status"] == "unavailable" and str(missing) in litertjs["error"]
+    assert litertjs["code"] == "litertjs_runtime_missing"
     assert "apt-get install chromium" in litertjs["hint"] and "JAXPORT_CHROMIUM" in litertjs["hint"]
     assert any(str(missing) in w and "apt-get install chromium" in w for w in report["warnings"])
 
