@@ -27,7 +27,8 @@ class Timings:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        """Measure the body as stage `name` (also when it raises)."""
+        """Measure the body as stage `name` (also when it raises); it is listed from its start."""
+        self.seconds.setdefault(name, 0.0)
         self._open.append(0.0)
         t0 = time.perf_counter()
         try:
