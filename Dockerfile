@@ -1,5 +1,6 @@
 # jaxport: the API (`jaxport serve`) and the workers (`jaxport worker`) from one image.
-# Python 3.11 for the engine, Node 20 for running TF.js artifacts during verification.
+# Python 3.11 for the engine, Node 20 for running TF.js artifacts during verification, and
+# Debian's Chromium, in which the TFLite model is run through LiteRT.js (headless).
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONUNBUFFERED=1 \
@@ -13,7 +14,7 @@ ENV PYTHONUNBUFFERED=1 \
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl gnupg \
  && curl -fsSL https://deb.nodesource.com/setup_20.x | bash - \
- && apt-get install -y --no-install-recommends nodejs \
+ && apt-get install -y --no-install-recommends nodejs chromium \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /usr/local/bin/uv
 
@@ -23,6 +24,7 @@ COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
 COPY js/package.json js/package-lock.json js/
 RUN cd js && npm ci --omit=dev
+COPY js/lines.mjs js/timing.mjs js/run_model.mjs js/run_litertjs.mjs js/litertjs_page.mjs js/
 COPY jaxport jaxport
 COPY service service
 COPY workers workers

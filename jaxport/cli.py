@@ -45,6 +45,9 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--onnx-opset", type=int,
                    help=f"ONNX opset of the onnx target (default {DEFAULT_ONNX_OPSET})")
     p.add_argument("--quantize", choices=TFLITE_QUANTIZATIONS, help="TFLite quantization")
+    p.add_argument("--no-litertjs", dest="litertjs", action="store_false",
+                   help="check the TFLite model in LiteRT only, not also in LiteRT.js in headless "
+                        "Chromium (saves a browser start)")
     p.add_argument("--tfjs-quantize", choices=TFJS_QUANTIZATIONS, help="TF.js weight quantization")
     for name in _TOLERANCES:
         p.add_argument("--" + name.replace("_", "-"), type=float,
@@ -106,7 +109,7 @@ def _convert(args: argparse.Namespace) -> int:
              if getattr(args, n) is not None}
     options = ConvertOptions(
         targets=[t.strip() for t in args.targets.split(",") if t.strip()],
-        quantize=args.quantize, tfjs_quantize=args.tfjs_quantize,
+        quantize=args.quantize, tfjs_quantize=args.tfjs_quantize, litertjs=args.litertjs,
         trusted=_trusted_default() and not args.safe, **given)
     progress = Progress()
     enable_from_env()  # what this run compiles, the next one reuses

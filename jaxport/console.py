@@ -75,6 +75,9 @@ class TargetRow:
     hint: str = ""
 
 
+_RUNTIMES = {"litert": "LiteRT", "litertjs": "LiteRT.js"}  # report.json runtimes keys, for people
+
+
 def target_rows(report: dict) -> list[TargetRow]:
     """The rows of `report["targets"]` that were requested (skipped ones are left out)."""
     rows = []
@@ -88,6 +91,10 @@ def target_rows(report: dict) -> list[TargetRow]:
         note = result.get("path") or "" if ok else f"[{err.get('stage')}] {err.get('message')}"
         if ok and result.get("source_reason"):
             note += f" ({result['source']} path: {result['source_reason']})"
+        verified_in = [_RUNTIMES.get(k, k) for k, r in result.get("runtimes", {}).items()
+                       if r.get("status") == "ok"]
+        if ok and len(verified_in) > 1:
+            note += f" (verified in {' and '.join(verified_in)})"
         rows.append(TargetRow(name, "ok" if ok else "FAILED", parity.get("max_rel_err"),
                               result.get("bytes"), round(sum(seconds), 2) if seconds else None,
                               result.get("source") or "", note, err.get("hint") or ""))

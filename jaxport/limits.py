@@ -9,6 +9,12 @@ once: an allocation over the budget raises `MemoryError`, a file over the cap fa
 The address-space limit is the memory budget plus `ADDRESS_HEADROOM_MB`: TensorFlow, XLA and
 their thread pools reserve several GB of address space they never touch (a warm worker's
 VSZ is about RSS + 3 GB), which must not count against the user's model.
+
+Chromium (the LiteRT.js check) does not start under any address-space limit: V8 and its WASM
+memories reserve tens of GB they never touch. `address_space_lifted` raises the soft limit back
+to the hard one (which `apply_limits` never lowers) while such a child is spawned, so the child
+runs without it; its memory is still counted by the worker's RSS poll, which sums the whole
+process tree of the conversion.
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ import errno
 import os
 import resource
 import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from jaxport.errors import JaxportError
 
@@ -51,6 +60,27 @@ def _lower(which: int, value: int) -> None:
         value = min(value, hard)
     if soft == resource.RLIM_INFINITY or value < soft:
         resource.setrlimit(which, (value, hard))
+
+
+_spawn_lock = threading.Lock()
+
+
+@contextmanager
+def address_space_lifted() -> Iterator[None]:
+    """Within the block, RLIMIT_AS's soft limit is the hard limit; afterwards it is restored.
+
+    For spawning a child that cannot run under the address-space limit (it inherits the lifted
+    limit); the other threads of this process get the higher limit for those milliseconds.
+    """
+    with _spawn_lock:
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+        try:
+            yield
+        finally:
+            if soft != hard:
+                resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 def resource_error(exc: BaseException) -> ResourceLimitExceeded | None:

@@ -32,6 +32,8 @@ class ConvertOptions:
     `quantized_atol`/`quantized_rtol`. `onnx_opset` is the ONNX opset the `onnx` target
     writes (17-26). `tolerance` is the rule they follow: `scale`
     (`max|got - want| <= atol + rtol * max|want|` per output) or numpy's `elementwise` one.
+    `litertjs` checks the TFLite model in LiteRT.js (headless Chromium) too, beside LiteRT;
+    turning it off saves a browser start.
     """
 
     targets: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
@@ -39,6 +41,7 @@ class ConvertOptions:
     tfjs_quantize: str | None = None
     tfjs_shard_bytes: int = 4 * 1024 * 1024
     onnx_opset: int = DEFAULT_ONNX_OPSET
+    litertjs: bool = True
     atol: float = 1e-4
     rtol: float = 1e-3
     quantized_atol: float = 5e-2
@@ -73,6 +76,8 @@ class ConvertOptions:
             raise OptionsError(f"onnx_opset must be an integer from {ONNX_OPSETS.start} to "
                                f"{ONNX_OPSETS.stop - 1}, got {self.onnx_opset!r}",
                                f"the default, {DEFAULT_ONNX_OPSET}, runs in onnxruntime")
+        if not isinstance(self.litertjs, bool):
+            raise OptionsError(f"litertjs must be true or false, got {self.litertjs!r}")
         if not self.batch_sizes or any(not isinstance(b, int) or b < 1 for b in self.batch_sizes):
             raise OptionsError("batch_sizes must be a non-empty list of positive integers")
 

@@ -31,9 +31,10 @@ from jaxport.limits import resource_error
 from jaxport.options import ALL_TARGETS, ConvertOptions
 from jaxport.program import Program
 from jaxport.samples import Samples, read, resolve
-from jaxport.targets import TARGETS, BuildContext, Case
+from jaxport.targets import TARGETS, BuildContext, Case, Verdict
 from jaxport.timings import Timings
 from jaxport.verify.checks import check_goldens, nonfinite_weights, reference_warnings
+from jaxport.verify.compare import Parity
 from jaxport.verify.inputs import feed, make_inputs
 
 ProgressFn = Callable[[str, float, str], None]
@@ -110,6 +111,7 @@ def convert_program(program: Program, out_dir: Path, options: ConvertOptions,
             span = (0.2 + 0.8 * i / len(requested), 0.8 / len(requested))
             report["targets"][target] = (_failed(mismatch, "reference") if mismatch is not None
                                          else _run_target(target, ctx, progress, span))
+            report["warnings"] += [f"{target}: {w}" for w in report["targets"][target].get("warnings", [])]
     for target in ALL_TARGETS:
         if target not in requested:
             report["targets"][target] = {"status": "skipped", "error": None,
@@ -206,14 +208,21 @@ def _run_target(target: str, ctx: BuildContext, progress: ProgressFn,
         stage = "verify"
         progress(target, start + width / 2, f"verifying {target} in its runtime")
         with ctx.timings.stage(f"{target}.verify"):
-            parity = entry.verify(ctx, path)
+            verdict = entry.verify(ctx, path)
+        if isinstance(verdict, Parity):
+            verdict = Verdict(verdict)
         result["verify_seconds"] = ctx.timings.to_json()[f"{target}.verify"]
-        result["parity"] = parity.to_json()
-        if not parity.passed:
-            raise TargetError(f"parity failed: {parity.failure()}",
+        result["parity"] = verdict.parity.to_json()
+        result.update(verdict.fields)
+        if verdict.warnings:
+            result["warnings"] = verdict.warnings
+        if not verdict.parity.passed:
+            raise TargetError(f"parity failed: {verdict.parity.failure()}",
                               "the artifact computes something different from JAX; report this "
                               "model (the report's parity.outputs shows every output)",
                               stage="verify")
+        if verdict.failure is not None:
+            raise verdict.failure
         result["status"] = "ok"
     except Exception as exc:  # noqa: BLE001 - one target's failure must not stop the others
         named = exc if isinstance(exc, JaxportError) else resource_error(exc)

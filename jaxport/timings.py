@@ -1,7 +1,8 @@
 """The per-stage profile of a conversion: `report["timings"]` and the job record's `timings`.
 
 Stages are flat names in the order they ran: `extract`, `load`, `compose`, `reference`, then
-per target `<target>.build` and `<target>.verify`, with shared intermediate builds under their
+per target `<target>.build` and `<target>.verify` (and `tflite.litertjs`, the TFLite model's
+LiteRT.js check, measured inside `tflite.verify`), with shared intermediate builds under their
 own names (`lowering`: the plain-TF SavedModel TFLite and TF.js both use; `orbax`: the
 SavedModel TFLite falls back to); a worker adds `download`, `packaging` and `upload`.
 
@@ -26,7 +27,8 @@ class Timings:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        """Measure the body as stage `name` (also when it raises)."""
+        """Measure the body as stage `name` (also when it raises); it is listed from its start."""
+        self.seconds.setdefault(name, 0.0)
         self._open.append(0.0)
         t0 = time.perf_counter()
         try:

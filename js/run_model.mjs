@@ -1,8 +1,8 @@
 // jaxport's TF.js runner: a persistent process that loads converted graph models from local
 // files and runs them on the pure-JS cpu backend (what TF.js users in browsers fall back to).
 //
-// Protocol: one JSON request per line on stdin, one JSON reply per line on stdout, in order.
-// Nothing else is ever written to stdout (console output goes to stderr).
+// Protocol (lines.mjs): one JSON request per line on stdin, one JSON reply per line on stdout,
+// in order. Nothing else is ever written to stdout (console output goes to stderr).
 //
 //   {"id": 1, "op": "ping"}
 //     -> {"id": 1, "ok": true, "tfjs": "4.22.0", "backend": "cpu", "tensors": 12, "bytes": 3360}
@@ -25,16 +25,13 @@
 
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
-import readline from "node:readline";
+
+import { consoleToStderr, serve } from "./lines.mjs";
+import { summarize } from "./timing.mjs";
 
 // stdout carries replies only. executeAsync warns on every run of a model without control
 // flow; that advice does not apply to a verifier, so it is dropped.
-const NOISE = /^This model execution did not contain any nodes with control flow/;
-for (const level of ["log", "info", "warn", "debug"]) {
-  console[level] = (...args) => {
-    if (!NOISE.test(String(args[0]))) console.error(...args);
-  };
-}
+consoleToStderr(/^This model execution did not contain any nodes with control flow/);
 
 const tf = await import("@tensorflow/tfjs");
 await tf.setBackend("cpu");
@@ -152,10 +149,7 @@ async function run(request) {
         await Promise.all(outs.map((t) => t.data()));
         if (i >= warmup) times.push(performance.now() - t0);
       }
-      times.sort((a, b) => a - b);
-      const mid = times.length >> 1;
-      const median = times.length % 2 ? times[mid] : (times[mid - 1] + times[mid]) / 2;
-      timing = { runs, median_ms: median, min_ms: times[0], max_ms: times[times.length - 1] };
+      timing = summarize(times);
     }
     const outputs = {};
     for (const [i, name] of outputNames.entries()) {
@@ -169,22 +163,9 @@ async function run(request) {
   }
 }
 
-async function handle(line) {
-  let request;
-  try {
-    request = JSON.parse(line);
-  } catch (err) {
-    return { id: null, ok: false, stage: "request", error: `bad JSON request: ${err.message}` };
-  }
-  const { id = null, op } = request;
-  if (op === "ping") {
-    const { numTensors, numBytes } = tf.memory();
-    return { id, ok: true, tfjs: tf.version.tfjs, backend: tf.getBackend(), tensors: numTensors, bytes: numBytes };
-  }
-  if (op === "run") return { id, ...(await run(request)) };
-  return { id, ok: false, stage: "request", error: `unknown op ${JSON.stringify(op)}` };
+function ping() {
+  const { numTensors, numBytes } = tf.memory();
+  return { ok: true, tfjs: tf.version.tfjs, backend: tf.getBackend(), tensors: numTensors, bytes: numBytes };
 }
 
-for await (const line of readline.createInterface({ input: process.stdin, crlfDelay: Infinity })) {
-  if (line.trim()) process.stdout.write(JSON.stringify(await handle(line)) + "\n");
-}
+await serve({ ping, run });

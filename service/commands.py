@@ -65,6 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--wait", action="store_true", help="follow progress until the job ends")
     p.add_argument("-o", "--out", type=Path, help="download and unpack the bundle here (implies --wait)")
     p.add_argument("--targets", help=f"comma-separated subset of {','.join(ALL_TARGETS)}")
+    p.add_argument("--no-litertjs", dest="litertjs", action="store_false",
+                   help="check the TFLite model in LiteRT only (option litertjs: false)")
     p.add_argument("--options", help="more conversion options as a JSON object")
     p.add_argument("--idempotency-key", help="resubmitting with the same key returns the same job")
 
@@ -293,6 +295,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         raise CommandError("--options must be a JSON object")
     if args.targets:
         options["targets"] = args.targets
+    if not args.litertjs:
+        options["litertjs"] = False
     if not args.archive.is_file():
         raise CommandError(f"{args.archive} is not a file")
     client = _client(args)

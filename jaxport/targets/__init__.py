@@ -6,6 +6,6 @@ inside their functions, so the import stays cheap.
 """
 
 from jaxport.targets import onnx, savedmodel, tflite, tfjs  # noqa: F401  (each registers itself)
-from jaxport.targets.base import TARGETS, BuildContext, Case, Target
+from jaxport.targets.base import TARGETS, BuildContext, Case, Target, Verdict
 
-__all__ = ["TARGETS", "BuildContext", "Case", "Target"]
+__all__ = ["TARGETS", "BuildContext", "Case", "Target", "Verdict"]

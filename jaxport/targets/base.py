@@ -5,8 +5,10 @@ A target module (one file per format, as `keras/src/export/` has) ends with
 
 - `build(ctx) -> (path, fields)`: write the artifact under `ctx.out_dir`; `fields` are the
   target's own report.json fields (`quantize`, TFLite's `source`, ...).
-- `verify(ctx, path) -> Parity`: run the artifact in its real runtime on every case
-  (`ctx.parity(run, quantized=...)`) and compare with the JAX reference.
+- `verify(ctx, path) -> Parity | Verdict`: run the artifact in its real runtime on every case
+  (`ctx.parity(run, quantized=...)`) and compare with the JAX reference. A target checked in
+  more than one runtime returns a `Verdict`: the parity that is the target's `parity`, its
+  own fields (TFLite's `runtimes`), warnings, and the failure of another runtime.
 
 Both raise `JaxportError` subclasses (`TargetError`, `LoweringError`) for failures a user can
 act on; the pipeline records them and goes on with the other targets.
@@ -103,11 +105,26 @@ class BuildContext:
         return parity
 
 
+@dataclass
+class Verdict:
+    """What `verify` found beyond the target's `parity`.
+
+    `fields` go into the target's report entry; `warnings` into report.json's `warnings`
+    (prefixed with the target); `failure`, when set, fails the target although `parity`
+    passed (a second runtime computed something else).
+    """
+
+    parity: Parity
+    fields: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    failure: TargetError | None = None
+
+
 @dataclass(frozen=True)
 class Target:
     name: str
     build: Callable[[BuildContext], tuple[Path, dict]]
-    verify: Callable[[BuildContext, Path], Parity]
+    verify: Callable[[BuildContext, Path], Parity | Verdict]
 
 
 TARGETS: dict[str, Target] = {}

@@ -41,6 +41,18 @@ def test_plain_lines_off_a_terminal() -> None:
                          "warning: output [y] is constant", "report: out/report.json"]
 
 
+def test_a_target_verified_in_two_runtimes_says_so() -> None:
+    runtimes = {"litert": {"status": "ok"}, "litertjs": {"status": "ok"}}
+    tflite = {**REPORT["targets"]["tflite"], "source_reason": None, "runtimes": runtimes}
+    out = io.StringIO()
+    summarize({"targets": {"tflite": tflite}}, "report.json", out)
+    assert out.getvalue().splitlines()[0].endswith("model.tflite (verified in LiteRT and LiteRT.js)")
+    runtimes["litertjs"] = {"status": "unavailable"}  # then the warning tells
+    out = io.StringIO()
+    summarize({"targets": {"tflite": tflite}}, "report.json", out)
+    assert out.getvalue().splitlines()[0].endswith("orbax    model.tflite")
+
+
 def _visible(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", text)
 

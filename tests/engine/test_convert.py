@@ -31,7 +31,11 @@ def _assert_ok(report: dict, out: Path, targets=TARGETS) -> None:
 def _assert_profiled(report: dict, targets) -> None:
     """Every stage of an archive conversion is in `timings`, in the order it ran."""
     stages = ["extract", "import", "load", "compose", "reference"]
-    stages += [f"{t}.{step}" for t in targets for step in ("build", "verify")]
+    for t in targets:
+        stages += [f"{t}.build", f"{t}.verify"]
+        litertjs = report["targets"][t].get("runtimes", {}).get("litertjs", {})
+        if litertjs and litertjs["status"] != "skipped":  # the LiteRT.js check, inside tflite.verify
+            stages.append("tflite.litertjs")
     timings = report["timings"]
     assert [s for s in timings if s not in ("lowering", "orbax")] == stages
     assert ("lowering" in timings) == bool({"tflite", "tfjs"} & set(targets))
