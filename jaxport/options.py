@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -15,6 +16,7 @@ TOLERANCE_RULES = ("scale", "elementwise")  # see jaxport.verify.compare
 # ONNX opsets jax2onnx 0.17 writes and onnxruntime 1.32 runs; the default is jax2onnx's own.
 ONNX_OPSETS = range(17, 27)
 DEFAULT_ONNX_OPSET = 23
+LITERTJS_ENV = "JAXPORT_LITERTJS"
 
 
 class OptionsError(JaxportError):
@@ -33,7 +35,7 @@ class ConvertOptions:
     writes (17-26). `tolerance` is the rule they follow: `scale`
     (`max|got - want| <= atol + rtol * max|want|` per output) or numpy's `elementwise` one.
     `litertjs` checks the TFLite model in LiteRT.js (headless Chromium) too, beside LiteRT;
-    turning it off saves a browser start.
+    turning it off saves a browser start. Its default is `litertjs_default()`.
     """
 
     targets: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
@@ -41,7 +43,7 @@ class ConvertOptions:
     tfjs_quantize: str | None = None
     tfjs_shard_bytes: int = 4 * 1024 * 1024
     onnx_opset: int = DEFAULT_ONNX_OPSET
-    litertjs: bool = True
+    litertjs: bool = field(default_factory=lambda: litertjs_default())
     atol: float = 1e-4
     rtol: float = 1e-3
     quantized_atol: float = 5e-2
@@ -104,6 +106,20 @@ class ConvertOptions:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+def litertjs_default() -> bool:
+    """`$JAXPORT_LITERTJS` (`1`/`0`, also true/false, on/off); on when it is unset.
+
+    An operator's switch for the LiteRT.js check of jobs and CLI runs that do not choose it;
+    the API stamps the value on each job it accepts."""
+    raw = os.environ.get(LITERTJS_ENV, "").strip().lower()
+    if raw in ("", "1", "true", "on", "yes"):
+        return True
+    if raw in ("0", "false", "off", "no"):
+        return False
+    raise OptionsError(f"{LITERTJS_ENV} must be 1 or 0, got {raw!r}",
+                       f"{LITERTJS_ENV}=0 turns the LiteRT.js check off unless a job asks for it")
 
 
 def _check_choice(name: str, value: str | None, choices: tuple[str, ...]) -> None:

@@ -56,7 +56,8 @@ class Converted(NamedTuple):
 
 
 def _convert(model: Any, source: Path, out: Path) -> Converted:
-    return Converted(model, source, out, convert_archive(source, out, ConvertOptions(targets=["tflite"])))
+    options = ConvertOptions(targets=["tflite"], litertjs=True)
+    return Converted(model, source, out, convert_archive(source, out, options))
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +180,8 @@ def test_perturbed_tflite_fails_litertjs_parity_and_the_target(cnn: Converted, t
     # LiteRT checks the built file; LiteRT.js is handed the perturbed one.
     real_run = LitertjsRunner.run
     monkeypatch.setattr(LitertjsRunner, "run", lambda self, path, *a: real_run(self, bad, *a))
-    result = _tflite(convert_archive(cnn.source, tmp_path / "out", ConvertOptions(targets=["tflite"])))
+    result = _tflite(convert_archive(cnn.source, tmp_path / "out",
+                                     ConvertOptions(targets=["tflite"], litertjs=True)))
     assert result["status"] == "failed"
     assert result["error"]["stage"] == "verify"
     assert result["error"]["message"].startswith("parity failed in LiteRT.js (LiteRT passed):")
@@ -198,7 +200,7 @@ def test_known_wrong_result_in_litertjs_fails_the_target(tmp_path: Path) -> None
     RESHAPE back) while LiteRT is right: the target fails, naming LiteRT.js. If LiteRT.js
     fixes it, this test tells us to drop the note in docs/targets.md."""
     report = jaxport.export(_max_pool_1d, {"s": np.float32(1.0)}, inputs={"x": "f32[b,6]"},
-                            out_dir=tmp_path / "out", targets=["tflite"])
+                            out_dir=tmp_path / "out", targets=["tflite"], litertjs=True)
     result = _tflite(report)
     x = np.random.default_rng(0).standard_normal((1, 6)).astype("float32")
     want = x.reshape(1, 3, 2).max(-1)  # numpy, not the engine
@@ -211,7 +213,8 @@ def test_known_wrong_result_in_litertjs_fails_the_target(tmp_path: Path) -> None
 def test_model_litertjs_cannot_load_is_a_warning(tmp_path: Path) -> None:
     """A bool output: LiteRT runs it, LiteRT.js 2.5 has no bool tensors and refuses the model."""
     report = jaxport.export(lambda p, x: {"positive": x > p["t"], "y": x * 2.0}, {"t": np.float32(0)},
-                            inputs={"x": "f32[b,3]"}, out_dir=tmp_path / "out", targets=["tflite"])
+                            inputs={"x": "f32[b,3]"}, out_dir=tmp_path / "out", targets=["tflite"],
+                            litertjs=True)
     result = _tflite(report)
     assert result["status"] == "ok" and result["runtimes"]["litert"]["status"] == "ok"
     litertjs = result["runtimes"]["litertjs"]
@@ -232,7 +235,7 @@ def test_missing_chromium_is_a_warning_with_the_install_hint(tmp_path: Path,
     missing = tmp_path / "no-chromium"
     monkeypatch.setenv("JAXPORT_CHROMIUM", str(missing))
     report = jaxport.export(_double, {"s": np.float32(2)}, inputs={"x": "f32[b,3]"},
-                            out_dir=tmp_path / "out", targets=["tflite"])
+                            out_dir=tmp_path / "out", targets=["tflite"], litertjs=True)
     result = _tflite(report)
     assert result["status"] == "ok" and result["parity"]["passed"]
     litertjs = result["runtimes"]["litertjs"]
@@ -242,8 +245,16 @@ def test_missing_chromium_is_a_warning_with_the_install_hint(tmp_path: Path,
     assert any(str(missing) in w and "apt-get install chromium" in w for w in report["warnings"])
 
 
-def test_the_check_can_be_turned_off(tmp_path: Path) -> None:
+def test_the_check_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert ConvertOptions.from_json({"litertjs": False}).litertjs is False
+    for raw, default in (("", True), ("1", True), ("off", False), ("0", False)):
+        monkeypatch.setenv("JAXPORT_LITERTJS", raw)
+        assert ConvertOptions().litertjs is default and ConvertOptions.from_json({}).litertjs is default
+    assert ConvertOptions(litertjs=True).litertjs is True  # a job's own choice wins
+    monkeypatch.setenv("JAXPORT_LITERTJS", "maybe")
+    with pytest.raises(OptionsError, match="JAXPORT_LITERTJS must be 1 or 0"):
+        ConvertOptions()
+    monkeypatch.setenv("JAXPORT_LITERTJS", "1")
     with pytest.raises(OptionsError, match="litertjs must be true or false"):
         ConvertOptions.from_json({"litertjs": "no"})
     code = main(["convert", "--function", f"{REPO}/examples/prod.py:prod", "--params",

@@ -96,7 +96,8 @@ def base_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAXPORT_")}
     env.update(PYTHONPATH=str(ROOT), KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2",
                PYTHONUNBUFFERED="1", JAXPORT_API_KEYS=",".join(f"{t}:{k}" for t, k in KEYS.items()),
-               JAXPORT_MAX_UPLOAD_BYTES=str(MAX_UPLOAD_BYTES))
+               JAXPORT_MAX_UPLOAD_BYTES=str(MAX_UPLOAD_BYTES),
+               JAXPORT_LITERTJS=os.environ.get("JAXPORT_LITERTJS", "0"))  # see tests/conftest.py
     env.update(extra)
     return env
 
