@@ -21,14 +21,14 @@ COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /usr/local/bin/uv
 WORKDIR /app
 # Dependencies first (cached until the lock changes), then the sources.
 COPY pyproject.toml uv.lock README.md ./
-RUN uv sync --frozen --no-dev --no-install-project
+RUN uv sync --frozen --no-dev --all-extras --no-install-project
 COPY js/package.json js/package-lock.json js/
 RUN cd js && npm ci --omit=dev
 COPY js/lines.mjs js/timing.mjs js/run_model.mjs js/run_litertjs.mjs js/litertjs_page.mjs js/
 COPY jaxport jaxport
 COPY service service
 COPY workers workers
-RUN uv sync --frozen --no-dev
+RUN uv sync --frozen --no-dev --all-extras
 
 RUN useradd --create-home --uid 10001 jaxport && mkdir -p /data && chown jaxport /data
 USER jaxport

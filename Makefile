@@ -1,5 +1,5 @@
 # The two Quickstart commands: `make up` runs the product, `make test` runs the tests.
-.PHONY: bootstrap up demo test test-slow bench-engine
+.PHONY: bootstrap up demo test test-slow test-newest bench-engine
 
 bootstrap:
 	scripts/bootstrap
@@ -21,6 +21,12 @@ test: bootstrap
 # (Node) and LiteRT: CI runs these after `make test`.
 test-slow: bootstrap
 	.venv/bin/pytest -q -p no:cacheprovider -m slow
+
+# The wheel in a clean venv with the newest Python and the newest JAX/Keras/TF pyproject.toml
+# allows: the seed example, MobileNetV2 with the default targets, the quick lowering rules and
+# the missing-extra messages (scripts/lane-newest; CI runs it after `make test-slow`).
+test-newest: bootstrap
+	scripts/lane-newest
 
 bench-engine: bootstrap
 	.venv/bin/python bench/bench_engine.py

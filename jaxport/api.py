@@ -21,8 +21,9 @@ def export(fn: Callable[..., Any], params: Any, *, inputs: dict[str, str], out_d
     goldens checked first); `ranges` maps input names to `(low, high)`, the values generated
     inputs are drawn from. Other keyword options are `ConvertOptions` fields (quantize,
     tfjs_quantize, atol, rtol, tolerance, batch_sizes, ...).
-    Raises `JaxportError` for bad specs or a function that does not trace; a target that fails
-    is recorded in the report with `status: "failed"`.
+    Raises `JaxportError` for bad specs or a function that does not trace (`MissingExtra`, at
+    once, when a requested target's optional part is not installed: `jaxport.extras`); a
+    target that fails is recorded in the report with `status: "failed"`.
     """
     from jaxport.compose import load_function_program
     from jaxport.pipeline import convert_program
@@ -30,6 +31,7 @@ def export(fn: Callable[..., Any], params: Any, *, inputs: dict[str, str], out_d
     from jaxport.timings import Timings
 
     opts = ConvertOptions(targets=list(targets), trusted=True, **options)
+    opts.require_installed()
     timings = Timings()
     with timings.stage("compose"):
         program = load_function_program(fn, params, inputs, name=name, ranges=ranges)

@@ -4,7 +4,8 @@ A plugin is an entry point in the group `jaxport.commands` naming a `register(su
 function that adds argparse subcommands (each sets `run=fn(args) -> exit code`). The service
 (`service.commands`) registers `up`, `serve`, `worker`, `submit`, `jobs`, `status`, `download`
 and `cancel` that way, so the engine never imports the service. A plugin that fails to load
-is skipped; naming one of its commands then gives a one-line error with the reason.
+is skipped; naming one of its commands then gives a one-line error with the reason, and a
+service command without the `service` extra names the extra to install.
 
 Exit codes: 0 every requested target ok; 1 some target failed (see report.json); 2 bad input
 (a one-line `error:` plus a `hint:`, never a traceback).
@@ -18,8 +19,10 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from jaxport import __version__
 from jaxport.console import Progress, summarize
 from jaxport.errors import JaxportError
+from jaxport.extras import check
 from jaxport.limits import DEFAULT_MAX_FILE_MB, apply_limits, resource_error
 from jaxport.options import (ALL_TARGETS, DEFAULT_ONNX_OPSET, DEFAULT_TARGETS, TFJS_QUANTIZATIONS,
                              TFLITE_QUANTIZATIONS, TOLERANCE_RULES, ConvertOptions)
@@ -111,6 +114,7 @@ def _convert(args: argparse.Namespace) -> int:
         targets=[t.strip() for t in args.targets.split(",") if t.strip()],
         quantize=args.quantize, tfjs_quantize=args.tfjs_quantize, litertjs=args.litertjs,
         trusted=_trusted_default() and not args.safe, **given)
+    options.require_installed()
     progress = Progress()
     enable_from_env()  # what this run compiles, the next one reuses
     if args.function:
@@ -161,18 +165,9 @@ def _samples_path(args: argparse.Namespace) -> Path | None:
 
 
 PLUGIN_GROUP = "jaxport.commands"
-SERVICE_HINT = ("`up`, `serve`, `worker`, `submit`, `jobs`, `status`, `download` and `cancel` "
-                "come with the jaxport service: install jaxport with its service (the package's "
-                "own dependencies) and run the installed `jaxport`")
-
-
-def _version() -> str:
-    try:
-        return metadata.version("jaxport")
-    except metadata.PackageNotFoundError:
-        from jaxport import __version__
-
-        return __version__
+SERVICE_COMMANDS = ("up", "serve", "worker", "submit", "jobs", "status", "download", "cancel")
+SERVICE_HINT = (f"{', '.join(f'`{c}`' for c in SERVICE_COMMANDS)} come with the jaxport service: "
+                "pip install 'jaxport[service]' and run the installed `jaxport`")
 
 
 def _load_plugins(sub: argparse._SubParsersAction) -> list[str]:
@@ -196,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="jaxport",
         description="Convert Keras 3 on JAX models and JAX functions into verified SavedModel, "
                     "TFLite and TF.js artifacts, locally or as a service.")
-    parser.add_argument("--version", action="version", version=f"jaxport {_version()}")
+    parser.add_argument("--version", action="version", version=f"jaxport {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_convert(sub)
     _add_inspect(sub)
@@ -215,6 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     unknown = _unknown_command(parser, argv)
+    absent = check("service", f"`jaxport {unknown}`") if unknown in SERVICE_COMMANDS else None
+    if absent is not None:
+        print(f"error: {absent}", file=sys.stderr)
+        print(f"hint: {absent.hint}", file=sys.stderr)
+        return 2
     if unknown is not None:
         why = "; ".join(parser.plugin_failures) or "no service commands are installed"
         print(f"error: no command {unknown!r} ({why})", file=sys.stderr)

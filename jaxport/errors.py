@@ -88,6 +88,21 @@ class ReferenceFailed(JaxportError):
     http_status = 422
 
 
+class MissingExtra(JaxportError):
+    """What the user asked for needs an optional part of jaxport that is not installed.
+
+    `extra` names it (`service`, `onnx`, or `tfjs` for the TF.js converter installed beside
+    the package); the hint is the one command that installs it (`jaxport.extras.EXTRAS`).
+    """
+
+    code = "missing_extra"
+    http_status = 501
+
+    def __init__(self, message: str, hint: str = "", *, extra: str, where: str = "") -> None:
+        super().__init__(message, hint, where=where)
+        self.extra = extra
+
+
 class TargetError(JaxportError):
     """Building or running one target failed; recorded in report.json, other targets go on."""
 

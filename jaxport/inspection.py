@@ -13,6 +13,8 @@ The verdict per target follows the pipeline's own choices:
 - tfjs: needs every primitive lowered and run by TF.js; else blocked, naming the primitive and
   the user-code line that produced it;
 - onnx: needs a jax2onnx converter for every primitive; else blocked, naming the first one.
+A target whose optional part is not installed (the TF.js converter, the `onnx` extra:
+`jaxport.extras`) is blocked, the message naming the command that installs it.
 A rule can still refuse a *form* of its primitive (a parameter it does not handle, listed in
 docs/lowering.md); that shows only when converting.
 """
@@ -126,10 +128,12 @@ def _primitives(program: Program, name: str) -> dict:
         for target, lacks in runtime_gaps(eqn).items():
             if target not in entry["gaps"]:
                 entry["gaps"][target] = {"lacks": lacks, "at": location(eqn), "layer": _layer(eqn)}
+    from jaxport.extras import missing_modules
     from jaxport.targets.onnx import converts
 
+    onnx_installed = not missing_modules("onnx")
     for prim, entry in found.items():
-        entry["onnx"] = converts(prim)
+        entry["onnx"] = converts(prim) if onnx_installed else None
         entry["targets"] = _support(entry)
     return dict(sorted(found.items(), key=lambda kv: (-kv[1]["count"], kv[0])))
 
@@ -137,7 +141,8 @@ def _primitives(program: Program, name: str) -> dict:
 def _support(entry: dict) -> dict[str, str]:
     """The per-target support of one primitive, in words."""
     gaps = entry["gaps"]
-    onnx = "jax2onnx" if entry["onnx"] else "blocked: no jax2onnx converter"
+    onnx = ("jax2onnx" if entry["onnx"] else "blocked: no jax2onnx converter"
+            if entry["onnx"] is not None else "blocked: the 'onnx' extra is not installed")
     if entry["rule"] is None:
         return {"savedmodel": "xla", "tflite": "orbax path (no lowering rule)",
                 "tfjs": "blocked: no lowering rule", "onnx": onnx}
@@ -167,6 +172,8 @@ def _blocker(primitives: dict, target: str) -> dict | None:
 
 def _verdict(primitives: dict) -> dict:
     """target -> {"ok", "path", "message", "blocking"} for one function."""
+    from jaxport.extras import check
+
     out = {"savedmodel": {"ok": True, "path": "orbax", "blocking": None,
                           "message": "will build (orbax: the XLA program as is)"}}
     tflite = _blocker(primitives, "tflite")
@@ -179,12 +186,17 @@ def _verdict(primitives: dict) -> dict:
                    if tfjs is None else
                    {"ok": False, "path": None, "blocking": tfjs, "message": f"blocked: {_name(tfjs)}"})
     missing = [{"primitive": p, "at": e["at"], "layer": e["layer"], "why": "has no jax2onnx converter"}
-               for p, e in primitives.items() if not e["onnx"]]
+               for p, e in primitives.items() if e["onnx"] is False]
     out["onnx"] = ({"ok": True, "path": "jax2onnx", "blocking": None,
                     "message": "will convert (jax2onnx; a refused form shows only when converting)"}
                    if not missing else
                    {"ok": False, "path": None, "blocking": missing[0],
                     "message": f"blocked: {_name(missing[0])}"})
+    for target in ("tfjs", "onnx"):
+        absent = check(target, f"the {target} target")
+        if absent is not None:
+            out[target] = {"ok": False, "path": None, "blocking": None,
+                           "message": f"blocked: {absent} ({absent.hint})"}
     return out
 
 

@@ -83,6 +83,19 @@ class ConvertOptions:
         if not self.batch_sizes or any(not isinstance(b, int) or b < 1 for b in self.batch_sizes):
             raise OptionsError("batch_sizes must be a non-empty list of positive integers")
 
+    def require_installed(self) -> None:
+        """Raise `MissingExtra` when a requested target needs an optional part that is not
+        installed (the TF.js converter for `tfjs`, the `onnx` extra for `onnx`).
+
+        Separate from `validate`: whether options are well formed does not depend on what this
+        machine has installed (the API and the workers may differ); every conversion entry
+        point calls this before doing any work."""
+        from jaxport.extras import EXTRAS, require
+
+        for target in self.targets:
+            if target in EXTRAS:
+                require(target, f"the {target} target")
+
     @classmethod
     def from_json(cls, data: Any, *, trusted: bool = False) -> "ConvertOptions":
         """Build from untrusted JSON (the HTTP `options` field); unknown keys are an error.

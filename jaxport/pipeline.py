@@ -51,9 +51,11 @@ def convert_archive(archive: Path, out_dir: Path, options: ConvertOptions,
     """Convert a model archive into `out_dir`; return (and write) the report.
 
     `samples` (a path or arrays) replaces the archive's own samples.npz. Raises `JaxportError`
-    when the input itself is bad (archive, manifest, models, shapes, samples); target failures
+    when the input itself is bad (archive, manifest, models, shapes, samples) and
+    `MissingExtra` when a requested target's optional part is not installed; target failures
     are recorded in the report instead.
     """
+    options.require_installed()
     progress = progress or _no_progress
     timings = Timings()
     with tempfile.TemporaryDirectory(prefix="jaxport-src-") as tmp:
@@ -82,6 +84,7 @@ def convert_program(program: Program, out_dir: Path, options: ConvertOptions,
     stages already done (`extract`, `load`, `compose`); this adds `reference` and each target's
     stages (`jaxport.timings`), reported as `report["timings"]` beside the per-target `seconds`.
     """
+    options.require_installed()
     progress = progress or _no_progress
     timings = timings or Timings()
     out_dir = Path(out_dir)

@@ -1,4 +1,4 @@
-"""Calls and control flow: jit/pjit, closed_call, call, custom_jvp_call, custom_vjp_call,
+"""Calls and control flow: jit, closed_call, call (eval_jaxpr), custom_jvp_call, custom_vjp_call,
 remat (checkpoint), cond, while, scan, optimization_barrier, device_put.
 
 Calls are inlined. `cond` evaluates every branch and selects (no TF control flow), since the
@@ -13,12 +13,13 @@ from typing import Any, Sequence
 
 import numpy as np
 import tensorflow as tf
-from jax._src import ad_checkpoint, core, custom_derivatives
+from jax._src import ad_checkpoint, custom_derivatives
 from jax._src.lax import control_flow
 from jax.extend import core as jcore
 
 from jaxport.lowering.context import Ctx, Value, is_static, static_shape
 from jaxport.lowering.registry import register
+from jaxport.lowering.versions import scan_counts
 
 UNROLL_LIMIT = 128
 """Longest static trip count that is unrolled instead of emitted as a `tf.while_loop`."""
@@ -31,9 +32,10 @@ def _jit(ctx: Ctx, *args: Value, jaxpr: jcore.ClosedJaxpr, **_: Any) -> list[Val
     return ctx.call(jaxpr, args)
 
 
-@register(core.closed_call_p, core.call_p, forms="inlined", kind=R)
-def _closed_call(ctx: Ctx, *args: Value, call_jaxpr: Any, **_: Any) -> list[Value]:
-    return ctx.call(call_jaxpr, args)
+@register("closed_call", "call", forms="inlined (one primitive, eval_jaxpr, since JAX 0.12)", kind=R)
+def _closed_call(ctx: Ctx, *args: Value, call_jaxpr: Any = None, jaxpr: Any = None, **_: Any) -> list[Value]:
+    # JAX 0.12's eval_jaxpr takes `call_jaxpr`; older JAX's lax eval_jaxpr takes `jaxpr`.
+    return ctx.call(call_jaxpr if call_jaxpr is not None else jaxpr, args)
 
 
 @register(custom_derivatives.custom_jvp_call_p, forms="the primal function, inlined (jvp ignored)", kind=R)
@@ -109,7 +111,8 @@ def _while(ctx: Ctx, *args: Value, cond_jaxpr: jcore.ClosedJaxpr, body_jaxpr: jc
 
 
 @register(control_flow.scan_p, forms="any consts/carry/xs; unrolled for static length <= UNROLL_LIMIT, else tf.while_loop; reverse", kind=R)
-def _scan(ctx: Ctx, *args: Value, jaxpr: jcore.ClosedJaxpr, length: Any, reverse: bool, num_consts: int, num_carry: int, **_: Any) -> list[Value]:
+def _scan(ctx: Ctx, *args: Value, jaxpr: jcore.ClosedJaxpr, length: Any, reverse: bool, **params: Any) -> list[Value]:
+    num_consts, num_carry = scan_counts(params)
     consts = list(args[:num_consts])
     carry = list(args[num_consts : num_consts + num_carry])
     xs = list(args[num_consts + num_carry :])

@@ -102,6 +102,25 @@ def _exp2(ctx: Ctx, x: Value, **_: object) -> Value:
     return tf.exp(x * tf.constant(np.log(2.0), _dtype(x)))
 
 
+@register("log2", forms="float operands (as log(x) / log(2))", kind=E)
+def _log2(ctx: Ctx, x: Value, **_: object) -> Value:
+    return tf.math.log(x) * tf.constant(1.0 / np.log(2.0), _dtype(x))
+
+
+@register("one_minus_square", forms="float operands (as 1 - x*x)", kind=E)
+def _one_minus_square(ctx: Ctx, x: Value, **_: object) -> Value:
+    return tf.constant(1.0, _dtype(x)) - x * x
+
+
+@register("polynomial", forms="any number of coefficients, scalar or broadcasting (Horner's rule, unrolled)", kind=E)
+def _polynomial(ctx: Ctx, x: Value, *coeffs: Value, **_: object) -> Value:
+    """a_0 + a_1 x + ... + a_N x^N for `coeffs` = (a_0, ..., a_N), lowest degree first."""
+    result = coeffs[-1]
+    for c in reversed(coeffs[:-1]):
+        result = result * x + c
+    return result
+
+
 @register("cbrt", forms="float operands", kind=E)
 def _cbrt(ctx: Ctx, x: Value, **_: object) -> Value:
     return tf.sign(x) * tf.pow(tf.abs(x), tf.constant(1.0 / 3.0, _dtype(x)))

@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 from jax.extend.core import Primitive
 
+from jaxport.lowering.versions import spellings
+
 RuleFn = Callable[..., Any]
 
 
@@ -38,7 +40,9 @@ def register(*primitives: Primitive | str, forms: str = "all forms", kind: str =
     """Decorator: register `fn` as the lowering of each of `primitives`.
 
     `forms` is the coverage-table text (what parameter forms the rule accepts); anything
-    else must be refused in the rule with `ctx.refuse`.
+    else must be refused in the rule with `ctx.refuse`. A primitive is filed under each of its
+    names across the supported JAX versions (`versions.spellings`); primitive objects that are one
+    and the same in the installed JAX (JAX 0.12's `closed_call_p is call_p`) count once.
     """
 
     if kind not in ("full", "elementwise", "raw"):
@@ -46,8 +50,9 @@ def register(*primitives: Primitive | str, forms: str = "all forms", kind: str =
 
     def deco(fn: RuleFn) -> RuleFn:
         family = fn.__module__.rsplit(".", 1)[-1]
-        for p in primitives:
-            name = p if isinstance(p, str) else p.name
+        names = dict.fromkeys(n for p in primitives
+                              for n in spellings(p if isinstance(p, str) else p.name))
+        for name in names:
             if name in RULES:
                 raise ValueError(f"primitive {name} registered twice")
             RULES[name] = Rule(name, fn, forms, kind, family)

@@ -30,32 +30,36 @@ def _method(function: Function) -> Callable[[Any, dict], dict]:
 
 
 def export_savedmodel(program: Program, out_dir: Path) -> Path:
-    """Write the orbax SavedModel of `program` to `out_dir` and return it."""
+    """Write the orbax SavedModel of `program` to `out_dir` and return it (its StableHLO of a
+    version the installed TensorFlow reads: `jaxport.stablehlo`)."""
     import tensorflow as tf
     from orbax.export import ExportManager, JaxModule, ServingConfig
 
-    functions = program.functions
-    module = JaxModule(
-        program.params,
-        {name: _method(f) for name, f in functions.items()},
-        input_polymorphic_shape={name: _poly_shape(f) for name, f in functions.items()},
-        jax2tf_kwargs={
-            name: {"polymorphic_constraints": tuple(f.constraints)} if f.constraints else {}
-            for name, f in functions.items()
-        },
-    )
-    configs = [
-        ServingConfig(
-            signature_key=name,
-            method_key=name,
-            input_signature=[{
-                s.name: tf.TensorSpec(s.tf_shape, tf.as_dtype(s.dtype), name=s.name)
-                for s in f.inputs
-            }],
+    from jaxport.stablehlo import for_tensorflow
+
+    with for_tensorflow():  # JaxModule serializes each function, save() converts them
+        functions = program.functions
+        module = JaxModule(
+            program.params,
+            {name: _method(f) for name, f in functions.items()},
+            input_polymorphic_shape={name: _poly_shape(f) for name, f in functions.items()},
+            jax2tf_kwargs={
+                name: {"polymorphic_constraints": tuple(f.constraints)} if f.constraints else {}
+                for name, f in functions.items()
+            },
         )
-        for name, f in functions.items()
-    ]
-    ExportManager(module, configs).save(str(out_dir))
+        configs = [
+            ServingConfig(
+                signature_key=name,
+                method_key=name,
+                input_signature=[{
+                    s.name: tf.TensorSpec(s.tf_shape, tf.as_dtype(s.dtype), name=s.name)
+                    for s in f.inputs
+                }],
+            )
+            for name, f in functions.items()
+        ]
+        ExportManager(module, configs).save(str(out_dir))
     return Path(out_dir)
 
 

@@ -83,6 +83,11 @@ CASES = [
     case("sinh_asinh_extremes", lambda x: (jnp.arcsinh(x * 1e20), jnp.arcsinh(x * 1e-20) * 1e20, jnp.sinh(x * 1e-6) * 1e6, jnp.sinh(x * 20)), {"x": F}),
     case("log", lambda x: jnp.log(jnp.abs(x) + 0.1), {"x": F}),
     case("log1p", lambda x: jnp.log1p(jnp.abs(x)), {"x": F}),
+    # Primitives of JAX 0.12 (older JAX traces the same code to log/mul/sub/add: versions.py).
+    case("log2_log10", lambda x: (jnp.log2(jnp.abs(x) + 0.1), jnp.log10(jnp.abs(x) + 0.1)), {"x": F}),
+    case("one_minus_square", lambda x: jax.jvp(jnp.tanh, (x,), (jnp.ones_like(x),))[1], {"x": F}),
+    case("polynomial", lambda x, y: (jnp.polyval(jnp.array([0.5, -1.0, 2.0, 0.25]), x),
+                                     jnp.polyval(jnp.stack([y, x, y]), x)), {"x": F, "y": F}, atol=1e-4),
     case("sqrt_rsqrt", lambda x: (jnp.sqrt(jnp.abs(x)), lax.rsqrt(jnp.abs(x) + 0.5)), {"x": F}),
     case("logistic", jax.nn.sigmoid, {"x": F}),
     case("erf_erfc", lambda x: (lax.erf(x), lax.erfc(x)), {"x": F}),
