@@ -2,16 +2,20 @@
 
 The SavedModel target (and TFLite's orbax path) embeds each function as StableHLO bytecode in
 an `XlaCallModule` op, serialized by `jax.export` for the version JAX chooses: one about four
-weeks old by JAX's release. TensorFlow deserializes only versions up to the one it was built
-with (TF 2.21: 1.13.7), and JAX 0.12 chooses 1.18.0. `for_tensorflow()` makes `jax.export`
-serialize for the older of the two, which StableHLO's compatibility guarantees let every newer
-JAX write. With JAX 0.10 (JAX's version is the older one) nothing changes.
+weeks old by JAX's release. TensorFlow reads versions up to a limit of its own: TF 2.21
+reports 1.13.7 as its version and reads JAX 0.10's 1.15.0 (the locked suite runs on it), but
+refuses JAX 0.12's 1.18.0. `for_tensorflow()` keeps JAX's choice up to `KNOWN_READ` and
+otherwise makes `jax.export` serialize for TensorFlow's reported version, which StableHLO's
+compatibility guarantees let every newer JAX write (the newest lane runs on that).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+
+
+KNOWN_READ = "1.15.0"  # what TF 2.21 is proven to read (JAX 0.10.2's choice)
 
 
 def _parse(version: str) -> tuple[int, ...]:
@@ -27,7 +31,7 @@ def tensorflow_version() -> str:
 
 @contextlib.contextmanager
 def for_tensorflow() -> Iterator[str]:
-    """Within the block, `jax.export` serializes StableHLO no newer than `tensorflow_version()`.
+    """Within the block, `jax.export` serializes StableHLO TensorFlow reads (module docstring).
 
     Yields the version it serializes. Patches JAX's private `_module_to_bytecode` (there is no
     public setting) and restores it on exit; not for use from several threads at once.
@@ -39,7 +43,8 @@ def for_tensorflow() -> Iterator[str]:
     hlo = _export.hlo
     jax_version = hlo.get_version_from_compatibility_requirement(
         hlo.StablehloCompatibilityRequirement.WEEK_4)
-    version = min(jax_version, tensorflow_version(), key=_parse)
+    version = (jax_version if _parse(jax_version) <= _parse(KNOWN_READ)
+               else min(jax_version, tensorflow_version(), key=_parse))
     original = _export._module_to_bytecode
 
     def to_bytecode(module: object) -> bytes:
