@@ -5,6 +5,7 @@ Both take and return named numpy arrays; the TF.js runner lives in `verify/tfjs.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -56,3 +57,9 @@ class TfliteRunner:
                 f"LiteRT failed to run signature {signature!r}: {first_line(exc)}",
                 "the converted model does not run in LiteRT; try another --quantize option",
                 stage="verify") from None
+
+    def timed(self, signature: str, inputs: dict[str, np.ndarray]) -> float:
+        """Milliseconds of one run of `signature` on `inputs` (outputs copied out included)."""
+        start = time.perf_counter()
+        self.run(signature, inputs)
+        return 1000.0 * (time.perf_counter() - start)
