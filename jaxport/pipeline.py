@@ -219,14 +219,12 @@ def _run_target(target: str, ctx: BuildContext, progress: ProgressFn,
                               "the artifact computes something different from JAX; report this "
                               "model (the report's parity.outputs shows every output)",
                               stage="verify")
-        if entry.quantize is not None:
+        if entry.quantization(ctx.options):
             stage = "quantize"
             progress(target, start + 3 * width / 4, f"quantizing {target} and measuring it")
             with ctx.timings.stage(f"{target}.quantize"):
-                quantization = entry.quantize(ctx, path)
-            if quantization is not None:
-                result["quantization"] = quantization
-                _check_gate(quantization)
+                result["quantization"] = entry.quantize(ctx, path)
+            _check_gate(result["quantization"])
         result["status"] = "ok"
     except Exception as exc:  # noqa: BLE001 - one target's failure must not stop the others
         named = exc if isinstance(exc, JaxportError) else resource_error(exc)

@@ -7,10 +7,10 @@ A target module (one file per format, as `keras/src/export/` has) ends with
   target's own report.json fields (`quantize`, TFLite's `source`, ...).
 - `verify(ctx, path) -> Parity`: run the artifact in its real runtime on every case
   (`ctx.parity(run)`) and compare with the JAX reference.
-- `quantize(ctx, path) -> dict | None` (optional): when the options ask for it, build a
-  quantized artifact beside the float one at `path`, measure it on every case
-  (`ctx.accuracy(run)`) and return `quantization_report(...)`; None when no quantization was
-  asked for. Runs only after the float artifact passed its parity check.
+- `quantize(ctx, path) -> dict` (optional, with `quantize_option`, the `ConvertOptions` field
+  naming the mode): when that option is set, build a quantized artifact beside the float one
+  at `path`, measure it on every case (`ctx.accuracy(run)`) and return
+  `ctx.quantization_report(...)`. Runs only after the float artifact passed its parity check.
 
 Both raise `JaxportError` subclasses (`TargetError`, `LoweringError`) for failures a user can
 act on; the pipeline records them and goes on with the other targets.
@@ -142,7 +142,12 @@ class Target:
     name: str
     build: Callable[[BuildContext], tuple[Path, dict]]
     verify: Callable[[BuildContext, Path], Parity]
-    quantize: Callable[[BuildContext, Path], dict | None] | None = None
+    quantize: Callable[[BuildContext, Path], dict] | None = None
+    quantize_option: str = ""  # the ConvertOptions field that asks `quantize` to run
+
+    def quantization(self, options: ConvertOptions) -> str | None:
+        """The quantization mode the options ask of this target, or None."""
+        return getattr(options, self.quantize_option) if self.quantize is not None else None
 
 
 TARGETS: dict[str, Target] = {}

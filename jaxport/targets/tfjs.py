@@ -382,15 +382,13 @@ def _verify(ctx: BuildContext, path: Path) -> Parity:
     return ctx.parity(lambda c: runner.run(model_dir(path.parent, functions, c.function), c.inputs))
 
 
-def _quantize(ctx: BuildContext, path: Path) -> dict | None:
+def _quantize(ctx: BuildContext, path: Path) -> dict:
     """`tfjs-<q>/` (weights quantized by the TF.js converter) beside the float `tfjs/`: its
     figures, size and TF.js latency beside the float model's (median of `LATENCY_RUNS` runs
     inside Node on the first case)."""
     from jaxport.verify.tfjs import shared_runner
 
     mode = ctx.options.tfjs_quantize
-    if mode is None:
-        return None
     base = f"tfjs-{mode}"
     out = _export_all(ctx, base, mode)
     runner = shared_runner()
@@ -415,4 +413,4 @@ def _tree_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
-register(Target("tfjs", _build, _verify, _quantize))
+register(Target("tfjs", _build, _verify, _quantize, "tfjs_quantize"))

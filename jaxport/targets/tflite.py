@@ -177,14 +177,12 @@ def _verify(ctx: BuildContext, path: Path) -> Parity:
     return ctx.parity(lambda c: runner.run(c.function, c.inputs))
 
 
-def _quantize(ctx: BuildContext, path: Path) -> dict | None:
+def _quantize(ctx: BuildContext, path: Path) -> dict:
     """`model.<mode>.tflite` from the float `path`: its figures, size and latency beside the
     float model's (1 thread, median of `LATENCY_RUNS` alternating runs on the first case)."""
     from jaxport.verify.runtimes import TfliteRunner
 
     mode = ctx.options.quantize
-    if mode is None:
-        return None
     calibration, where, warnings = _calibration(ctx) if mode == "int8" else (None, None, [])
     out = quantize_tflite(path, ctx.out_dir / f"model.{mode}.tflite", mode, calibration)
     quantized, float_ = TfliteRunner(out), TfliteRunner(path)
@@ -207,4 +205,4 @@ def _quantize(ctx: BuildContext, path: Path) -> dict | None:
     return ctx.quantization_report(mode, accuracy, **fields, warnings=warnings)
 
 
-register(Target("tflite", _build, _verify, _quantize))
+register(Target("tflite", _build, _verify, _quantize, "quantize"))
