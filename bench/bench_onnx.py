@@ -32,8 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_artifacts import SPECS, Spec, _feed, _ours_source  # noqa: E402
 
 
-def native_export(model_path: Path, out: Path, seq: int | None) -> None:
-    """`model.export(format="onnx")` of the `.keras` file on the JAX backend (a child process)."""
+def native_export(model_path: Path, out: Path, seq: int | None, fmt: str = "onnx") -> None:
+    """`model.export(format=fmt)` of the `.keras` file on the JAX backend (a child process);
+    `bench_quant.py` asks for `tf_saved_model`."""
     assert os.environ.get("KERAS_BACKEND") == "jax"
     import keras
     import keras_hub  # noqa: F401 - registers the keras_hub classes the file may name
@@ -45,11 +46,12 @@ def native_export(model_path: Path, out: Path, seq: int | None) -> None:
     else:
         signature = [keras.InputSpec(shape=(None, *t.shape[1:]), dtype=t.dtype, name=t.name)
                      for t in model.inputs]
-    model.export(str(out), format="onnx", input_signature=signature, verbose=False)
+    model.export(str(out), format=fmt, input_signature=signature, verbose=False)
 
 
-def _run_native_export(model_path: Path, out: Path, seq: int | None) -> Path | str:
-    cmd = [sys.executable, __file__, "--native-export", str(model_path), str(out)]
+def _run_native_export(model_path: Path, out: Path, seq: int | None,
+                       fmt: str = "onnx") -> Path | str:
+    cmd = [sys.executable, __file__, "--native-export", str(model_path), str(out), "--format", fmt]
     if seq is not None:
         cmd += ["--seq", str(seq)]
     done = subprocess.run(cmd, env={**os.environ, "KERAS_BACKEND": "jax"},
@@ -158,10 +160,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30, help="timed session runs per round")
     parser.add_argument("--native-export", nargs=2, metavar=("MODEL", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--seq", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--format", default="onnx", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("KERAS_BACKEND", "jax")
     if args.native_export:
-        native_export(Path(args.native_export[0]), Path(args.native_export[1]), args.seq)
+        native_export(Path(args.native_export[0]), Path(args.native_export[1]), args.seq,
+                      args.format)
         return
     results = {}
     for name in args.models.split(","):

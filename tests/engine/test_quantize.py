@@ -189,3 +189,29 @@ def test_tfjs_quantized_figures(model, converted, mode: str) -> None:
     assert figures["sqnr_db"] == pytest.approx(_sqnr(got, want), abs=0.5)
     assert figures["top1"] == pytest.approx(float(np.mean(got.argmax(-1) == want.argmax(-1))))
     assert q["gate"]["passed"] and q["gate"]["min_sqnr_db"] == ConvertOptions().sqnr_floor(mode)
+
+
+def test_library_export_takes_the_gate(tmp_path: Path) -> None:
+    """`jaxport.export(..., quantize=..., min_sqnr=...)`: a plain JAX function, gated."""
+    import jax.numpy as jnp
+
+    import jaxport
+
+    rng = np.random.default_rng(3)
+    params = {"w": rng.standard_normal((16, 32)).astype("float32"),
+              "v": rng.standard_normal((32, 5)).astype("float32")}
+
+    def fn(p, x):
+        return jnp.tanh(x @ p["w"]) @ p["v"]
+
+    def export(out: str, **gate) -> dict:
+        return jaxport.export(fn, params, inputs={"x": "f32[b,16]"}, out_dir=tmp_path / out,
+                              targets=["tflite"], quantize="int8-weight-only", **gate)
+
+    ok = export("ok", min_top1=0.0)["targets"]["tflite"]
+    assert ok["status"] == "ok", ok["error"]
+    reached = ok["quantization"]["outputs"]["serving_default/output_0"]["sqnr_db"]
+    assert reached > ConvertOptions().sqnr_floor("int8-weight-only")
+    failed = export("failed", min_sqnr=min(reached + 5, 200))["targets"]["tflite"]
+    assert failed["status"] == "failed" and failed["error"]["stage"] == "quantize"
+    assert "serving_default/output_0: SQNR" in failed["error"]["message"]
