@@ -107,7 +107,11 @@ class BuildContext:
         """Run every case through `run` (a quantized artifact) and measure it against JAX."""
         accuracy = Accuracy()
         for case in self.cases:
-            got = _outputs(run, case, "quantize")
+            try:
+                got = _outputs(run, case, "quantize")
+            except TargetError as exc:  # the runtime refused the quantized artifact
+                raise TargetError(f"the quantized artifact: {exc}", exc.hint,
+                                  stage="quantize") from None
             for name, want in case.expected.items():
                 accuracy.add(f"{case.function}/{name}", got[name], want)
         return accuracy

@@ -185,7 +185,7 @@ def _quantize(ctx: BuildContext, path: Path) -> dict:
     mode = ctx.options.quantize
     calibration, where, warnings = _calibration(ctx) if mode == "int8" else (None, None, [])
     out = quantize_tflite(path, ctx.out_dir / f"model.{mode}.tflite", mode, calibration)
-    quantized, float_ = TfliteRunner(out), TfliteRunner(path)
+    quantized, float_ = TfliteRunner(out, stage="quantize"), TfliteRunner(path)
     accuracy = ctx.accuracy(lambda c: quantized.run(c.function, c.inputs))
     case = ctx.cases[0]
     times: dict[str, list[float]] = {"float": [], "quantized": []}
