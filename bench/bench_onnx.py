@@ -32,26 +32,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_artifacts import SPECS, Spec, _feed, _ours_source  # noqa: E402
 
 
-def native_export(model_path: Path, out: Path, seq: int | None) -> None:
-    """`model.export(format="onnx")` of the `.keras` file on the JAX backend (a child process)."""
+def native_export(model_path: Path, out: Path, seq: int | None, fmt: str = "onnx",
+                  batch: int | None = None) -> None:
+    """`model.export(format=fmt)` of the `.keras` file on the JAX backend (a child process) at
+    a symbolic batch, or `batch`; `bench_quant.py` asks for `tf_saved_model`."""
     assert os.environ.get("KERAS_BACKEND") == "jax"
     import keras
     import keras_hub  # noqa: F401 - registers the keras_hub classes the file may name
 
     model = keras.saving.load_model(model_path, compile=False)  # never called: give the specs
     if seq is not None:
-        signature = [{t.name: keras.InputSpec(shape=(None, seq), dtype="int32", name=t.name)
+        signature = [{t.name: keras.InputSpec(shape=(batch, seq), dtype="int32", name=t.name)
                       for t in model.inputs}]
     else:
-        signature = [keras.InputSpec(shape=(None, *t.shape[1:]), dtype=t.dtype, name=t.name)
+        signature = [keras.InputSpec(shape=(batch, *t.shape[1:]), dtype=t.dtype, name=t.name)
                      for t in model.inputs]
-    model.export(str(out), format="onnx", input_signature=signature, verbose=False)
+    model.export(str(out), format=fmt, input_signature=signature, verbose=False)
 
 
-def _run_native_export(model_path: Path, out: Path, seq: int | None) -> Path | str:
-    cmd = [sys.executable, __file__, "--native-export", str(model_path), str(out)]
+def _run_native_export(model_path: Path, out: Path, seq: int | None, fmt: str = "onnx",
+                       batch: int | None = None) -> Path | str:
+    cmd = [sys.executable, __file__, "--native-export", str(model_path), str(out), "--format", fmt]
     if seq is not None:
         cmd += ["--seq", str(seq)]
+    if batch is not None:
+        cmd += ["--batch", str(batch)]
     done = subprocess.run(cmd, env={**os.environ, "KERAS_BACKEND": "jax"},
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if done.returncode:
@@ -158,10 +163,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30, help="timed session runs per round")
     parser.add_argument("--native-export", nargs=2, metavar=("MODEL", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--seq", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--format", default="onnx", help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("KERAS_BACKEND", "jax")
     if args.native_export:
-        native_export(Path(args.native_export[0]), Path(args.native_export[1]), args.seq)
+        native_export(Path(args.native_export[0]), Path(args.native_export[1]), args.seq,
+                      args.format, args.batch)
         return
     results = {}
     for name in args.models.split(","):

@@ -20,7 +20,8 @@ def export(fn: Callable[..., Any], params: Any, *, inputs: dict[str, str], out_d
     path or a dict of arrays (keys as in `jaxport.samples`: real inputs, and `expected/<output>`
     goldens checked first); `ranges` maps input names to `(low, high)`, the values generated
     inputs are drawn from. Other keyword options are `ConvertOptions` fields (quantize,
-    tfjs_quantize, atol, rtol, tolerance, batch_sizes, ...).
+    tfjs_quantize, min_sqnr, min_top1, atol, rtol, tolerance, batch_sizes, ...); a quantized
+    artifact below `min_sqnr`/`min_top1` fails its target at stage `quantize`.
     Raises `JaxportError` for bad specs or a function that does not trace (`MissingExtra`, at
     once, when a requested target's optional part is not installed: `jaxport.extras`); a
     target that fails is recorded in the report with `status: "failed"`.

@@ -24,8 +24,9 @@ from jaxport.console import Progress, summarize
 from jaxport.errors import JaxportError
 from jaxport.extras import check
 from jaxport.limits import DEFAULT_MAX_FILE_MB, apply_limits, resource_error
-from jaxport.options import (ALL_TARGETS, DEFAULT_ONNX_OPSET, DEFAULT_TARGETS, TFJS_QUANTIZATIONS,
-                             TFLITE_QUANTIZATIONS, TOLERANCE_RULES, ConvertOptions)
+from jaxport.options import (ALL_TARGETS, DEFAULT_MIN_SQNR, DEFAULT_ONNX_OPSET, DEFAULT_TARGETS,
+                             TFJS_QUANTIZATIONS, TFLITE_QUANTIZATIONS, TOLERANCE_RULES,
+                             ConvertOptions)
 from jaxport.compile_cache import enable_from_env
 from jaxport.timings import Timings
 
@@ -35,7 +36,7 @@ def _trusted_default() -> bool:
     return os.environ.get("JAXPORT_ALLOW_TRUSTED_CODE", "1").strip() not in ("0", "false", "no")
 
 
-_TOLERANCES = ("atol", "rtol", "quantized_atol", "quantized_rtol")
+_TOLERANCES = ("atol", "rtol")
 
 
 def _add_convert(sub: argparse._SubParsersAction) -> None:
@@ -47,11 +48,21 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
                         f"(default {','.join(DEFAULT_TARGETS)})")
     p.add_argument("--onnx-opset", type=int,
                    help=f"ONNX opset of the onnx target (default {DEFAULT_ONNX_OPSET})")
-    p.add_argument("--quantize", choices=TFLITE_QUANTIZATIONS, help="TFLite quantization")
-    p.add_argument("--no-litertjs", dest="litertjs", action="store_false",
+    p.add_argument("--quantize", choices=TFLITE_QUANTIZATIONS,
+                   help="also write a quantized TFLite model, model.<mode>.tflite (int8 = static, "
+                        "calibrated on samples.npz)")
+    p.add_argument("--no-litertjs", dest="litertjs", action="store_false", default=None,
                    help="check the TFLite model in LiteRT only, not also in LiteRT.js in headless "
                         "Chromium (saves a browser start)")
-    p.add_argument("--tfjs-quantize", choices=TFJS_QUANTIZATIONS, help="TF.js weight quantization")
+    p.add_argument("--tfjs-quantize", choices=TFJS_QUANTIZATIONS,
+                   help="also write a TF.js model with quantized weights, tfjs-<mode>/")
+    p.add_argument("--min-sqnr", type=float, metavar="DB",
+                   help="accuracy gate: fail a quantized artifact whose SQNR against JAX is below "
+                        "DB on any output (default per mode: " + ", ".join(
+                            f"{m} {v:g}" for m, v in DEFAULT_MIN_SQNR.items()) + ")")
+    p.add_argument("--min-top1", type=float, metavar="FRACTION",
+                   help="accuracy gate: fail a quantized artifact whose top-1 agreement with JAX "
+                        "on class-score outputs is below FRACTION (default: not gated)")
     for name in _TOLERANCES:
         p.add_argument("--" + name.replace("_", "-"), type=float,
                        help=f"parity tolerance (default {getattr(ConvertOptions(), name)})")
@@ -108,11 +119,12 @@ def _convert(args: argparse.Namespace) -> int:
     if (args.max_memory_mb is not None and args.max_memory_mb <= 0) or args.max_file_mb <= 0:
         raise JaxportError("--max-memory-mb and --max-file-mb must be positive")
     apply_limits(args.max_memory_mb, args.max_file_mb * 2**20)
-    given = {n: getattr(args, n) for n in (*_TOLERANCES, "tolerance", "onnx_opset")
+    given = {n: getattr(args, n) for n in (*_TOLERANCES, "tolerance", "onnx_opset", "min_sqnr",
+                                           "min_top1", "litertjs")
              if getattr(args, n) is not None}
     options = ConvertOptions(
         targets=[t.strip() for t in args.targets.split(",") if t.strip()],
-        quantize=args.quantize, tfjs_quantize=args.tfjs_quantize, litertjs=args.litertjs,
+        quantize=args.quantize, tfjs_quantize=args.tfjs_quantize,
         trusted=_trusted_default() and not args.safe, **given)
     options.require_installed()
     progress = Progress()

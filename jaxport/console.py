@@ -78,6 +78,17 @@ class TargetRow:
 _RUNTIMES = {"litert": "LiteRT", "litertjs": "LiteRT.js"}  # report.json runtimes keys, for people
 
 
+def quantization_note(q: dict) -> str:
+    """`model.int8.tflite 41 KB, worst SQNR 31.2 dB, top-1 1.00`: the quantized artifact."""
+    sqnrs = [o["sqnr_db"] for o in q["outputs"].values() if o["sqnr_db"] is not None]
+    top1 = [o["top1"] for o in q["outputs"].values() if "top1" in o]
+    parts = [f"{q['path']} {fmt_bytes(q['bytes'])}",
+             f"worst SQNR {min(sqnrs):.1f} dB" if sqnrs else "exact"]
+    if top1:
+        parts.append(f"top-1 {min(top1):.2f}")
+    return ", ".join(parts)
+
+
 def target_rows(report: dict) -> list[TargetRow]:
     """The rows of `report["targets"]` that were requested (skipped ones are left out)."""
     rows = []
@@ -95,6 +106,8 @@ def target_rows(report: dict) -> list[TargetRow]:
                        if r.get("status") == "ok"]
         if ok and len(verified_in) > 1:
             note += f" (verified in {' and '.join(verified_in)})"
+        if ok and result.get("quantization"):
+            note += f" + {quantization_note(result['quantization'])}"
         rows.append(TargetRow(name, "ok" if ok else "FAILED", parity.get("max_rel_err"),
                               result.get("bytes"), round(sum(seconds), 2) if seconds else None,
                               result.get("source") or "", note, err.get("hint") or ""))

@@ -10,8 +10,14 @@ from jaxport.errors import JaxportError
 
 ALL_TARGETS = ("savedmodel", "tflite", "tfjs", "onnx")
 DEFAULT_TARGETS = ("savedmodel", "tflite", "tfjs")  # onnx on request (`--targets ...,onnx`)
-TFLITE_QUANTIZATIONS = ("float16", "int8-dynamic", "int8")
+TFLITE_QUANTIZATIONS = ("float16", "int8-weight-only", "int8-dynamic", "int8")
 TFJS_QUANTIZATIONS = ("float16", "uint8", "uint16")
+# The accuracy gate's SQNR floor (dB) per mode when `min_sqnr` is not given (docs/targets.md
+# says why): float16 rounds weights to 11 significant bits; int8 weights (per channel) lose
+# more, and static int8 also rounds every activation to 256 levels.
+DEFAULT_MIN_SQNR = {"float16": 30.0, "uint16": 30.0, "int8-weight-only": 20.0,
+                    "int8-dynamic": 20.0, "uint8": 15.0, "int8": 15.0}
+MAX_SQNR_DB = 200.0  # float64 rounding noise sits near 300 dB; above 200 nothing is quantized
 TOLERANCE_RULES = ("scale", "elementwise")  # see jaxport.verify.compare
 # ONNX opsets jax2onnx 0.17 writes and onnxruntime 1.32 runs; the default is jax2onnx's own.
 ONNX_OPSETS = range(17, 27)
@@ -24,18 +30,27 @@ class OptionsError(JaxportError):
     http_status = 400
 
 
+class OptionValueError(OptionsError):
+    """A well-formed option whose value is out of its range (HTTP 422, naming the field)."""
+
+    http_status = 422
+
+
 @dataclass
 class ConvertOptions:
     """What to build and how strictly to check it.
 
-    `quantize` applies to TFLite (`float16`, `int8-dynamic`, `int8` = full integer calibrated on
-    samples); `tfjs_quantize` to TF.js weights. Tolerances apply to unquantized targets (and
-    to samples.npz goldens); a quantized target is checked against
-    `quantized_atol`/`quantized_rtol`. `onnx_opset` is the ONNX opset the `onnx` target
-    writes (17-26). `tolerance` is the rule they follow: `scale`
-    (`max|got - want| <= atol + rtol * max|want|` per output) or numpy's `elementwise` one.
-    `litertjs` checks the TFLite model in LiteRT.js (headless Chromium) too, beside LiteRT;
-    turning it off saves a browser start. Its default is `litertjs_default()`.
+    `quantize` adds a quantized TFLite model beside the float one (`float16`,
+    `int8-weight-only`, `int8-dynamic`, `int8` = static int8 calibrated on samples);
+    `tfjs_quantize` a TF.js model with quantized weights beside the float one. Tolerances
+    apply to the float artifacts (and to samples.npz goldens); a quantized artifact is
+    measured instead (SQNR, top-1) and fails its target below `min_sqnr` dB (None: the mode's
+    `DEFAULT_MIN_SQNR`) or below `min_top1` agreement on class-score outputs (None: not
+    gated). `onnx_opset` is the ONNX opset the `onnx` target writes (17-26). `tolerance` is
+    the rule they follow: `scale` (`max|got - want| <= atol + rtol * max|want|` per output)
+    or numpy's `elementwise` one. `litertjs` checks the TFLite model in LiteRT.js (headless
+    Chromium) too, beside LiteRT; turning it off saves a browser start. Its default is
+    `litertjs_default()`.
     """
 
     targets: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
@@ -46,8 +61,8 @@ class ConvertOptions:
     litertjs: bool = field(default_factory=lambda: litertjs_default())
     atol: float = 1e-4
     rtol: float = 1e-3
-    quantized_atol: float = 5e-2
-    quantized_rtol: float = 5e-2
+    min_sqnr: float | None = None
+    min_top1: float | None = None
     tolerance: str = "scale"
     batch_sizes: list[int] = field(default_factory=lambda: [1, 3])
     name: str | None = None
@@ -67,10 +82,12 @@ class ConvertOptions:
         _check_choice("quantize", self.quantize, TFLITE_QUANTIZATIONS)
         _check_choice("tfjs_quantize", self.tfjs_quantize, TFJS_QUANTIZATIONS)
         _check_choice("tolerance", self.tolerance, TOLERANCE_RULES)
-        for name in ("atol", "rtol", "quantized_atol", "quantized_rtol"):
+        for name in ("atol", "rtol"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:
                 raise OptionsError(f"{name} must be a non-negative number, got {value!r}")
+        _check_range("min_sqnr", self.min_sqnr, 0.0, MAX_SQNR_DB, "dB")
+        _check_range("min_top1", self.min_top1, 0.0, 1.0, "a fraction of rows")
         if not isinstance(self.tfjs_shard_bytes, int) or self.tfjs_shard_bytes < 1024:
             raise OptionsError("tfjs_shard_bytes must be an integer of at least 1024")
         if (not isinstance(self.onnx_opset, int) or isinstance(self.onnx_opset, bool)
@@ -120,6 +137,10 @@ class ConvertOptions:
     def to_json(self) -> dict:
         return asdict(self)
 
+    def sqnr_floor(self, mode: str) -> float:
+        """The SQNR (dB) a `mode`-quantized artifact must reach: `min_sqnr`, else the default."""
+        return self.min_sqnr if self.min_sqnr is not None else DEFAULT_MIN_SQNR[mode]
+
 
 def litertjs_default() -> bool:
     """`$JAXPORT_LITERTJS` (`1`/`0`, also true/false, on/off); on when it is unset.
@@ -138,3 +159,12 @@ def litertjs_default() -> bool:
 def _check_choice(name: str, value: str | None, choices: tuple[str, ...]) -> None:
     if value is not None and value not in choices:
         raise OptionsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _check_range(name: str, value: object, low: float, high: float, unit: str) -> None:
+    """None, or a number in [low, high]; else `OptionValueError` naming the field."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise OptionValueError(f"{name} must be a number from {low:g} to {high:g} ({unit}), "
+                               f"got {value!r}", "leave it out for the default")

@@ -9,7 +9,10 @@
    they come from) and looked at for checks that cannot tell (`report["warnings"]`);
 4. each requested target (`jaxport.targets.TARGETS`) is built, then run in its own runtime on
    the same inputs at every batch size; a target that fails is recorded with its stage and a
-   hint and does not stop the others.
+   hint and does not stop the others;
+5. a target asked to quantize (`quantize`, `tfjs_quantize`) then builds the quantized artifact
+   beside the float one, measures it against the reference (`targets.<t>.quantization`) and
+   fails at stage `quantize` when it falls below the accuracy gate (`min_sqnr`, `min_top1`).
 
 Progress is reported as `progress(stage, fraction, message)`, fraction over the job.
 """
@@ -114,7 +117,9 @@ def convert_program(program: Program, out_dir: Path, options: ConvertOptions,
             span = (0.2 + 0.8 * i / len(requested), 0.8 / len(requested))
             report["targets"][target] = (_failed(mismatch, "reference") if mismatch is not None
                                          else _run_target(target, ctx, progress, span))
-            report["warnings"] += [f"{target}: {w}" for w in report["targets"][target].get("warnings", [])]
+            result = report["targets"][target]
+            report["warnings"] += [f"{target}: {w}" for w in result.get("warnings", [])]
+            report["warnings"] += result.get("quantization", {}).get("warnings", [])
     for target in ALL_TARGETS:
         if target not in requested:
             report["targets"][target] = {"status": "skipped", "error": None,
@@ -226,6 +231,12 @@ def _run_target(target: str, ctx: BuildContext, progress: ProgressFn,
                               stage="verify")
         if verdict.failure is not None:
             raise verdict.failure
+        if entry.quantization(ctx.options):
+            stage = "quantize"
+            progress(target, start + 3 * width / 4, f"quantizing {target} and measuring it")
+            with ctx.timings.stage(f"{target}.quantize"):
+                result["quantization"] = entry.quantize(ctx, path)
+            _check_gate(result["quantization"])
         result["status"] = "ok"
     except Exception as exc:  # noqa: BLE001 - one target's failure must not stop the others
         named = exc if isinstance(exc, JaxportError) else resource_error(exc)
@@ -239,6 +250,22 @@ def _run_target(target: str, ctx: BuildContext, progress: ProgressFn,
                                "code": "internal"}
     progress(target, start + width, f"{target}: {result['status']}")
     return result
+
+
+def _check_gate(quantization: dict) -> None:
+    """Raise `TargetError` (stage `quantize`) when the quantized artifact is below the gate."""
+    failures = quantization["gate"]["failures"]
+    if not failures:
+        return
+    more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+    mode = quantization["mode"]
+    raise TargetError(
+        f"the {mode} artifact {quantization['path']} falls below the accuracy gate: "
+        f"{failures[0]}{more}",
+        "the float artifact is fine; for a more accurate quantized one use int8-weight-only or "
+        "int8-dynamic (TF.js: uint16 or float16), give samples.npz rows of real inputs (static "
+        "int8 calibrates on them), or lower --min-sqnr / --min-top1 if this accuracy is enough",
+        stage="quantize")
 
 
 def _size(path: Path) -> int:

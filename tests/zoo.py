@@ -76,6 +76,19 @@ def small_cnn(size: int = 16, features: int = 8, name: str = "cnn") -> keras.Mod
     return with_real_bn(keras.Model(x, h, name=name))
 
 
+def small_classifier(size: int = 16, classes: int = 10) -> keras.Model:
+    """Pixels in [0, 255] (its own Rescaling) -> 2 convs with BatchNorm -> `classes` logits."""
+    x = keras.Input((size, size, 3), name="image")
+    h = keras.layers.Rescaling(1 / 255)(x)
+    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(h)
+    h = keras.layers.BatchNormalization()(h)
+    h = keras.layers.MaxPooling2D()(h)
+    h = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    model = keras.Model(x, keras.layers.Dense(classes, name="logits")(h), name="classifier")
+    return with_real_bn(model, calibration=images(model, rows=32))
+
+
 def dense_head(features: int = 8, classes: int = 4) -> keras.Model:
     x = keras.Input((features,), name="features")
     return keras.Model(x, keras.layers.Dense(classes)(keras.layers.Dense(16, activation="gelu")(x)),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+from jaxport.options import TFJS_QUANTIZATIONS, TFLITE_QUANTIZATIONS
+
 
 def _zip_tree(root: Path, dest: Path, arc_prefix: str = "") -> None:
     with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
@@ -16,9 +18,11 @@ def _zip_tree(root: Path, dest: Path, arc_prefix: str = "") -> None:
 def build_artifacts(out_dir: Path, work_dir: Path) -> dict[str, Path]:
     """{artifact name: local file}: `savedmodel.zip` and `tfjs.zip` (directory contents),
     `onnx.zip` (`model.onnx`, or one `<function>.onnx` per function), `model.tflite`,
-    `report.json`, and `bundle.zip` holding the whole OUT layout."""
+    `report.json`, the quantized `model.<mode>.tflite` and `tfjs-<mode>.zip` when asked for,
+    and `bundle.zip` holding the whole OUT layout."""
     artifacts: dict[str, Path] = {}
-    for name in ("savedmodel", "tfjs", "onnx"):
+    quantized_tfjs = [f"tfjs-{m}" for m in TFJS_QUANTIZATIONS]
+    for name in ("savedmodel", "tfjs", "onnx", *quantized_tfjs):
         if (out_dir / name).is_dir():
             artifacts[f"{name}.zip"] = work_dir / f"{name}.zip"
             _zip_tree(out_dir / name, artifacts[f"{name}.zip"])
@@ -26,7 +30,8 @@ def build_artifacts(out_dir: Path, work_dir: Path) -> dict[str, Path]:
         artifacts["onnx.zip"] = work_dir / "onnx.zip"
         with zipfile.ZipFile(artifacts["onnx.zip"], "w", zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
             zf.write(out_dir / "model.onnx", "model.onnx")
-    for name in ("model.tflite", "report.json"):
+    for name in ("model.tflite", "report.json",
+                 *(f"model.{m}.tflite" for m in TFLITE_QUANTIZATIONS)):
         if (out_dir / name).is_file():
             artifacts[name] = out_dir / name
     artifacts["bundle.zip"] = work_dir / "bundle.zip"

@@ -13,10 +13,16 @@ import secrets
 import time
 from typing import Any
 
+from jaxport.options import TFJS_QUANTIZATIONS, TFLITE_QUANTIZATIONS
+
 QUEUED, RUNNING, SUCCEEDED, PARTIAL, FAILED, CANCELED = (
     "queued", "running", "succeeded", "partial", "failed", "canceled")
 TERMINAL = frozenset({SUCCEEDED, PARTIAL, FAILED, CANCELED})
-ARTIFACT_NAMES = ("savedmodel.zip", "model.tflite", "tfjs.zip", "onnx.zip", "report.json", "bundle.zip")
+# The quantized artifacts (`quantize`, `tfjs_quantize`) are served beside the float ones.
+QUANTIZED_ARTIFACT_NAMES = (*(f"model.{m}.tflite" for m in TFLITE_QUANTIZATIONS),
+                            *(f"tfjs-{m}.zip" for m in TFJS_QUANTIZATIONS))
+ARTIFACT_NAMES = ("savedmodel.zip", "model.tflite", "tfjs.zip", "onnx.zip", "report.json",
+                  "bundle.zip", *QUANTIZED_ARTIFACT_NAMES)
 
 JobRecord = dict[str, Any]
 # report.json sections a finished job's record carries (and the API shows), with their empty values.

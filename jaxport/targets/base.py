@@ -6,9 +6,13 @@ A target module (one file per format, as `keras/src/export/` has) ends with
 - `build(ctx) -> (path, fields)`: write the artifact under `ctx.out_dir`; `fields` are the
   target's own report.json fields (`quantize`, TFLite's `source`, ...).
 - `verify(ctx, path) -> Parity | Verdict`: run the artifact in its real runtime on every case
-  (`ctx.parity(run, quantized=...)`) and compare with the JAX reference. A target checked in
-  more than one runtime returns a `Verdict`: the parity that is the target's `parity`, its
-  own fields (TFLite's `runtimes`), warnings, and the failure of another runtime.
+  (`ctx.parity(run)`) and compare with the JAX reference. A target checked in more than one
+  runtime returns a `Verdict`: the parity that is the target's `parity`, its own fields
+  (TFLite's `runtimes`), warnings, and the failure of another runtime.
+- `quantize(ctx, path) -> dict` (optional, with `quantize_option`, the `ConvertOptions` field
+  naming the mode): when that option is set, build a quantized artifact beside the float one
+  at `path`, measure it on every case (`ctx.accuracy(run)`) and return
+  `ctx.quantization_report(...)`. Runs only after the float artifact passed its parity check.
 
 Both raise `JaxportError` subclasses (`TargetError`, `LoweringError`) for failures a user can
 act on; the pipeline records them and goes on with the other targets.
@@ -28,6 +32,7 @@ from jaxport.options import ConvertOptions
 from jaxport.program import Program
 from jaxport.samples import Samples
 from jaxport.timings import Timings
+from jaxport.verify.accuracy import Accuracy, gate
 from jaxport.verify.compare import Parity
 
 
@@ -89,20 +94,53 @@ class BuildContext:
             raise self._lowered
         return self._lowered
 
-    def parity(self, run: Callable[[Case], dict[str, np.ndarray]], *, quantized: bool) -> Parity:
+    def parity(self, run: Callable[[Case], dict[str, np.ndarray]]) -> Parity:
         """Run every case through `run` (the artifact in its runtime) and compare with JAX."""
         o = self.options
-        parity = Parity(atol=o.quantized_atol if quantized else o.atol,
-                        rtol=o.quantized_rtol if quantized else o.rtol, rule=o.tolerance,
-                        quantized=quantized, batch_sizes=sorted({c.batch for c in self.cases}))
+        parity = Parity(atol=o.atol, rtol=o.rtol, rule=o.tolerance,
+                        batch_sizes=sorted({c.batch for c in self.cases}))
         for case in self.cases:
-            got = run(case)
+            got = _outputs(run, case, "verify")
             for name, want in case.expected.items():
-                if name not in got:
-                    raise TargetError(f"{case.function}: output {name!r} missing from the "
-                                      f"artifact (it has {sorted(got)})", stage="verify")
                 parity.add(f"{case.function}/{name}", case.batch, got[name], want)
         return parity
+
+    def accuracy(self, run: Callable[[Case], dict[str, np.ndarray]]) -> Accuracy:
+        """Run every case through `run` (a quantized artifact) and measure it against JAX."""
+        accuracy = Accuracy()
+        for case in self.cases:
+            try:
+                got = _outputs(run, case, "quantize")
+            except TargetError as exc:  # the runtime refused the quantized artifact
+                raise TargetError(f"the quantized artifact: {exc}", exc.hint,
+                                  stage="quantize") from None
+            for name, want in case.expected.items():
+                accuracy.add(f"{case.function}/{name}", got[name], want)
+        return accuracy
+
+    def quantization_report(self, mode: str, accuracy: Accuracy, **fields: object) -> dict:
+        """The `quantization` field of a target: `fields`, the figures and the gate's verdict.
+
+        `gate.failures` lists the outputs below `min_sqnr` (or the mode's default) or
+        `min_top1`; the pipeline fails the target when it is not empty.
+        """
+        o = self.options
+        floor = o.sqnr_floor(mode)
+        failures = gate(accuracy, floor, o.min_top1)
+        return {"mode": mode, **fields, "outputs": accuracy.to_json(),
+                "gate": {"min_sqnr_db": floor, "min_top1": o.min_top1,
+                         "passed": not failures, "failures": failures}}
+
+
+def _outputs(run: Callable[[Case], dict[str, np.ndarray]], case: Case,
+             stage: str) -> dict[str, np.ndarray]:
+    """`run(case)`, checked to hold every output JAX has."""
+    got = run(case)
+    missing = sorted(set(case.expected) - set(got))
+    if missing:
+        raise TargetError(f"{case.function}: output {missing[0]!r} missing from the artifact "
+                          f"(it has {sorted(got)})", stage=stage)
+    return got
 
 
 @dataclass
@@ -125,6 +163,12 @@ class Target:
     name: str
     build: Callable[[BuildContext], tuple[Path, dict]]
     verify: Callable[[BuildContext, Path], Parity | Verdict]
+    quantize: Callable[[BuildContext, Path], dict] | None = None
+    quantize_option: str = ""  # the ConvertOptions field that asks `quantize` to run
+
+    def quantization(self, options: ConvertOptions) -> str | None:
+        """The quantization mode the options ask of this target, or None."""
+        return getattr(options, self.quantize_option) if self.quantize is not None else None
 
 
 TARGETS: dict[str, Target] = {}

@@ -377,7 +377,7 @@ def _verify(ctx: BuildContext, path: Path) -> Parity:
     functions = list(ctx.program.functions)
     out_dir = path.parent
     runners = {name: OnnxRunner(model_path(out_dir, functions, name)) for name in functions}
-    return ctx.parity(lambda c: runners[c.function].run(c.inputs), quantized=False)
+    return ctx.parity(lambda c: runners[c.function].run(c.inputs))
 
 
 register(Target("onnx", _build, _verify))

@@ -73,7 +73,7 @@ def _verify(ctx: BuildContext, path: Path) -> Parity:
     from jaxport.verify.runtimes import SavedModelRunner
 
     runner = SavedModelRunner(path)
-    return ctx.parity(lambda c: runner.run(c.function, c.inputs), quantized=False)
+    return ctx.parity(lambda c: runner.run(c.function, c.inputs))
 
 
 register(Target("savedmodel", _build, _verify))

@@ -9,6 +9,10 @@ the cpu backend lacks (grappler fuses e.g. `MatMul+BiasAdd+Tanh` into `_FusedMat
 back out by `unfuse_activations` when TF.js has the activation as an op or it can be spelled in
 ops TF.js has (oneDNN's `_FusedHardSwish`); `runtime_problems` reports what is left. Only
 running the model (see `jaxport.verify.tfjs`) catches the rest (grouped convolutions, for one).
+
+The target writes the float model to `tfjs/` (checked by parity); with `tfjs_quantize` the
+same graph with quantized weights goes to `tfjs-<quantization>/` beside it (measured and gated,
+see `jaxport.verify.accuracy`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from jaxport.targets.base import BuildContext, Target, register
 from jaxport.verify.compare import Parity
 
 log = logging.getLogger(__name__)
+
+LATENCY_RUNS = 7  # timed runs per model for the quantized/float latency figures
 
 XLA_OPS = frozenset({"XlaCallModule"})
 # Activations the TF.js cpu backend implements for _FusedConv2D / _FusedMatMul /
@@ -344,22 +350,28 @@ def runtime_problems(model_json: Path) -> list[str]:
     return sorted(problems)
 
 
-def model_dir(out_dir: Path, functions: list[str], function: str) -> Path:
-    """Where a function's TF.js model lives: `tfjs/`, or `tfjs/<function>/` when there are several."""
-    base = Path(out_dir) / "tfjs"
-    return base if len(functions) == 1 else base / function
+def model_dir(out_dir: Path, functions: list[str], function: str, base: str = "tfjs") -> Path:
+    """Where a function's TF.js model lives: `<base>/`, or `<base>/<function>/` when there are
+    several. `base` is `tfjs` for the float model, `tfjs-<quantization>` for a quantized one."""
+    root = Path(out_dir) / base
+    return root if len(functions) == 1 else root / function
 
 
-def _build(ctx: BuildContext) -> tuple[Path, dict]:
+def _export_all(ctx: BuildContext, base: str, quantization: str | None) -> Path:
+    """Every function of the program as a TF.js model under `ctx.out_dir / base`."""
     saved_model = ctx.lowered_savedmodel()
-    out = ctx.out_dir / "tfjs"
+    out = ctx.out_dir / base
     if out.exists():
         shutil.rmtree(out)
     functions = list(ctx.program.functions)
     for name in functions:
-        export_tfjs(saved_model, model_dir(ctx.out_dir, functions, name), signature=name,
-                    quantization=ctx.options.tfjs_quantize, shard_bytes=ctx.options.tfjs_shard_bytes)
-    return out, {"quantize": ctx.options.tfjs_quantize}
+        export_tfjs(saved_model, model_dir(ctx.out_dir, functions, name, base), signature=name,
+                    quantization=quantization, shard_bytes=ctx.options.tfjs_shard_bytes)
+    return out
+
+
+def _build(ctx: BuildContext) -> tuple[Path, dict]:
+    return _export_all(ctx, "tfjs", None), {}
 
 
 def _verify(ctx: BuildContext, path: Path) -> Parity:
@@ -367,8 +379,38 @@ def _verify(ctx: BuildContext, path: Path) -> Parity:
 
     runner = shared_runner()
     functions = list(ctx.program.functions)
-    return ctx.parity(lambda c: runner.run(model_dir(path.parent, functions, c.function), c.inputs),
-                      quantized=bool(ctx.options.tfjs_quantize))
+    return ctx.parity(lambda c: runner.run(model_dir(path.parent, functions, c.function), c.inputs))
 
 
-register(Target("tfjs", _build, _verify))
+def _quantize(ctx: BuildContext, path: Path) -> dict:
+    """`tfjs-<q>/` (weights quantized by the TF.js converter) beside the float `tfjs/`: its
+    figures, size and TF.js latency beside the float model's (median of `LATENCY_RUNS` runs
+    inside Node on the first case)."""
+    from jaxport.verify.tfjs import shared_runner
+
+    mode = ctx.options.tfjs_quantize
+    base = f"tfjs-{mode}"
+    out = _export_all(ctx, base, mode)
+    runner = shared_runner()
+    functions = list(ctx.program.functions)
+    accuracy = ctx.accuracy(lambda c: runner.run(model_dir(ctx.out_dir, functions, c.function,
+                                                           base), c.inputs))
+    case = ctx.cases[0]
+    _, quantized = runner.benchmark(model_dir(ctx.out_dir, functions, case.function, base),
+                                    case.inputs, warmup=1, runs=LATENCY_RUNS)
+    _, float_ = runner.benchmark(model_dir(ctx.out_dir, functions, case.function), case.inputs,
+                                 warmup=1, runs=LATENCY_RUNS)
+    return ctx.quantization_report(
+        mode, accuracy, method="tfjs-converter",
+        recipe=f"quantization_dtype_map {{{mode}: every float weight}}", path=base,
+        bytes=_tree_bytes(out), float_bytes=_tree_bytes(path),
+        latency_ms=quantized.median_ms, float_latency_ms=float_.median_ms,
+        latency={"runtime": f"TF.js {runner.info.get('backend', '')}".strip(), "runs": LATENCY_RUNS,
+                 "case": f"{case.function}@batch{case.batch}"}, warnings=[])
+
+
+def _tree_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+register(Target("tfjs", _build, _verify, _quantize, "tfjs_quantize"))

@@ -11,9 +11,8 @@ The rule, per output and per case (one function at one batch size):
 - integer and bool outputs: the dtype kind must match and every value must be equal.
 
 Per output the report carries the largest absolute error, that error divided by the output's
-scale (`rel_err`), the non-finite counts and, for quantized targets, the signal-to-quantization
-noise ratio (`sqnr_db`) and, where the output looks like class scores (rank 2, at least two
-columns), the fraction of rows whose arg-max agrees (`top1`).
+scale (`rel_err`) and the non-finite counts. Quantized artifacts are not held to this rule:
+`jaxport.verify.accuracy` measures them (SQNR, top-1) and gates the measures.
 """
 
 from __future__ import annotations
@@ -46,12 +45,8 @@ class OutputParity:
     mismatched: int = 0  # elements that fail: misplaced NaN/Inf, unequal ints, or over the tolerance
     passed: bool = True
     failure: str = ""  # the first failing case, in words
-    _noise: float = 0.0  # for SQNR: sums of want² and (got - want)² over finite places
-    _signal: float = 0.0
-    _agree: int = 0  # for top-1: rows whose arg-max agrees, of `_rows`
-    _rows: int = 0
 
-    def to_json(self, quantized: bool) -> dict:
+    def to_json(self) -> dict:
         out = {"kind": self.kind, "max_abs_err": self.max_abs_err, "scale": self.scale,
                "rel_err": _finite_or_none(self.rel_err), "passed": self.passed}
         if self.nan or self.inf:
@@ -60,18 +55,7 @@ class OutputParity:
             out["mismatched"] = self.mismatched
         if self.failure:
             out["failure"] = self.failure
-        if quantized and self.kind == "float":
-            out["sqnr_db"] = sqnr_db(self._signal, self._noise)
-            if self._rows:
-                out["top1"] = self._agree / self._rows
         return out
-
-
-def sqnr_db(signal: float, noise: float) -> float | None:
-    """10·log10(signal / noise) in dB; None when there is no noise (an exact match)."""
-    if noise == 0.0:
-        return None
-    return 10.0 * math.log10(signal / noise) if signal > 0 else -999.0
 
 
 def _ratio(err: float, scale: float) -> float:
@@ -93,7 +77,6 @@ class Parity:
     atol: float
     rtol: float
     rule: str = "scale"
-    quantized: bool = False
     batch_sizes: list[int] = field(default_factory=list)
     outputs: dict[str, OutputParity] = field(default_factory=dict)  # keyed function/output
 
@@ -177,11 +160,6 @@ class Parity:
         o.max_abs_err = max(o.max_abs_err, err)
         o.scale = max(o.scale, scale)
         o.rel_err = max(o.rel_err, _ratio(err, scale))
-        o._signal += float(np.square(wf).sum())
-        o._noise += float(np.square(gf - wf).sum())
-        if w.ndim == 2 and w.shape[1] >= 2 and finite.all() and both.all():
-            o._agree += int((g.argmax(-1) == w.argmax(-1)).sum())
-            o._rows += w.shape[0]
         if self.rule == "elementwise":
             allowed = self.atol + self.rtol * np.abs(wf)
             bound = f"atol {self.atol:g} + rtol {self.rtol:g} × |want| elementwise"
@@ -209,4 +187,4 @@ class Parity:
         return {"passed": self.passed, "rule": self.rule, "atol": self.atol, "rtol": self.rtol,
                 "batch_sizes": self.batch_sizes, "max_abs_err": self.max_abs_err,
                 "max_rel_err": _finite_or_none(self.max_rel_err), "worst": self.worst,
-                "outputs": {k: o.to_json(self.quantized) for k, o in self.outputs.items()}}
+                "outputs": {k: o.to_json() for k, o in self.outputs.items()}}

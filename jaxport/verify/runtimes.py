@@ -5,6 +5,7 @@ Both take and return named numpy arrays; the TF.js runner lives in `verify/tfjs.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -34,15 +35,17 @@ class SavedModelRunner:
 class TfliteRunner:
     """An `ai_edge_litert` interpreter; signature runners resize inputs to each call's shapes."""
 
-    def __init__(self, path: Path, num_threads: int = 1) -> None:
+    def __init__(self, path: Path, num_threads: int = 1, stage: str = "verify") -> None:
+        """Load `path`; a model LiteRT rejects raises `TargetError` with `stage`."""
         from ai_edge_litert.interpreter import Interpreter
 
         try:
             self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
         except (RuntimeError, ValueError) as exc:
             raise TargetError(f"LiteRT cannot load the converted model: {first_line(exc)}",
-                              "the converter produced a flatbuffer LiteRT rejects; try the "
-                              "other quantize options or report the model", stage="verify") from None
+                              "the converter or quantizer produced a flatbuffer LiteRT rejects; "
+                              "for a quantized model try another --quantize mode, else report "
+                              "the model", stage=stage) from None
 
     def signatures(self) -> dict:
         return self._interpreter.get_signature_list()
@@ -54,5 +57,12 @@ class TfliteRunner:
         except (RuntimeError, ValueError) as exc:
             raise TargetError(
                 f"LiteRT failed to run signature {signature!r}: {first_line(exc)}",
-                "the converted model does not run in LiteRT; try another --quantize option",
+                "the model does not run in LiteRT; for a quantized model try another --quantize "
+                "mode, else report the model",
                 stage="verify") from None
+
+    def timed(self, signature: str, inputs: dict[str, np.ndarray]) -> float:
+        """Milliseconds of one run of `signature` on `inputs` (outputs copied out included)."""
+        start = time.perf_counter()
+        self.run(signature, inputs)
+        return 1000.0 * (time.perf_counter() - start)

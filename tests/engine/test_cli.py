@@ -48,15 +48,21 @@ def test_library_export_with_pytree_params(tmp_path: Path) -> None:
 
 
 def test_failed_target_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    """int8 cannot match JAX exactly: with zero tolerance the target fails at verify, exit 1."""
+    """int8 cannot reach 200 dB SQNR: the gate fails the target at quantize, exit 1."""
     model = zoo.save(zoo.small_cnn(), tmp_path / "cnn.keras")
     code = main(["convert", str(model), "-o", str(tmp_path / "out"), "--targets",
-                 "savedmodel,tflite", "--quantize", "int8", "--quantized-atol", "0",
-                 "--quantized-rtol", "0"])
+                 "savedmodel,tflite", "--quantize", "int8", "--min-sqnr", "200"])
     out, _ = capsys.readouterr()
     assert code == 1, out
     assert "savedmodel  ok" in out
-    assert "tflite      FAILED  [verify] parity failed" in out
+    assert "tflite      FAILED  [quantize] the int8 artifact model.int8.tflite falls below" in out
+    assert "is below the threshold 200 dB" in out
+
+
+def test_gate_out_of_range_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    model = zoo.save(zoo.small_cnn(), tmp_path / "cnn.keras")
+    assert main(["convert", str(model), "-o", str(tmp_path), "--min-top1", "1.5"]) == 2
+    assert "min_top1 must be a number from 0 to 1" in capsys.readouterr().err
 
 
 def test_missing_file_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -168,6 +168,20 @@ def test_bad_options_are_400(acme, tiny_keras, options, code):
     assert r.status_code == 400 and error_of(r)["code"] == code, r.text
 
 
+@pytest.mark.parametrize("options, field", [
+    ({"quantize": "int8", "min_sqnr": -1}, "min_sqnr"),
+    ({"quantize": "int8", "min_sqnr": 250}, "min_sqnr"),
+    ({"min_sqnr": True}, "min_sqnr"),
+    ({"tfjs_quantize": "uint8", "min_top1": 1.5}, "min_top1"),
+    ({"min_top1": "high"}, "min_top1"),
+])
+def test_gate_options_out_of_range_are_422_naming_the_field(acme, tiny_keras, options, field):
+    r = _post_bytes(acme, "tiny.keras", tiny_keras.read_bytes(), options=json.dumps(options))
+    assert r.status_code == 422, r.text
+    error = error_of(r)
+    assert error["code"] == "bad_options" and error["message"].startswith(f"{field} must be")
+
+
 def test_malformed_requests_are_400(acme, tiny_keras):
     r = acme.post("/v1/jobs", content=b"raw", headers={"Content-Type": "application/octet-stream"})
     assert r.status_code == 400 and error_of(r)["code"] == "bad_upload"

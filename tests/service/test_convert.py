@@ -201,3 +201,25 @@ def test_onnx_job_serves_onnx_zip_that_runs_in_onnxruntime(acme, composite_zip, 
     want = program.functions["serving_default"](program.params, {"images": images})
     got = OnnxRunner(tmp_path / "model.onnx").run({"images": images})
     np.testing.assert_allclose(got["score"], want["score"], atol=1e-4, rtol=1e-3)
+
+
+def test_quantized_job_serves_both_tflite_models_and_the_figures(acme, tiny_keras, tmp_path):
+    """A gate option through the API to the worker: the float model.tflite and the quantized
+    model.int8-dynamic.tflite are both served, and the job carries the measured figures."""
+    r = submit(acme, tiny_keras, {"targets": ["tflite"], "quantize": "int8-dynamic",
+                                  "min_sqnr": 10, "min_top1": 0.5})
+    assert r.status_code == 202, r.text
+    job = wait_job(acme, r.json()["id"], timeout=300)
+    assert job["status"] == "succeeded", job
+    q = job["targets"]["tflite"]["quantization"]
+    assert q["gate"] == {"min_sqnr_db": 10, "min_top1": 0.5, "passed": True, "failures": []}
+    assert {a["name"] for a in job["artifacts"]} == {"model.tflite", "model.int8-dynamic.tflite",
+                                                     "report.json", "bundle.zip"}
+    data = _download(acme, job, "model.int8-dynamic.tflite")
+    assert len(data) == q["bytes"] and q["float_bytes"] == len(_download(acme, job, "model.tflite"))
+    (tmp_path / "q.tflite").write_bytes(data)
+    from ai_edge_litert.interpreter import Interpreter
+
+    x = np.random.default_rng(0).standard_normal((2, 8)).astype("float32")
+    runner = Interpreter(model_path=str(tmp_path / "q.tflite")).get_signature_runner()
+    assert next(iter(runner(features=x).values())).shape == (2, 4)
