@@ -12,9 +12,12 @@ const OPTIONS = [
     choices: [["savedmodel", "SavedModel"], ["tflite", "TFLite"], ["tfjs", "TF.js"], ["onnx", "ONNX"]],
     default: ["savedmodel", "tflite", "tfjs"] },
   { key: "quantize", group: "TFLite", label: "Quantization", kind: "choice",
-    choices: ["float16", "int8-dynamic", "int8"], none: "none (float32)", default: null },
+    choices: ["float16", "int8-weight-only", "int8-dynamic", "int8"], none: "none (float32 only)",
+    default: null },
+  { key: "litertjs", group: "TFLite", label: "Also check in LiteRT.js", kind: "flag",
+    none: "server default", default: null },
   { key: "tfjs_quantize", group: "TF.js", label: "Weight quantization", kind: "choice",
-    choices: ["float16", "uint8", "uint16"], none: "none (float32)", default: null },
+    choices: ["float16", "uint8", "uint16"], none: "none (float32 only)", default: null },
   { key: "tfjs_shard_bytes", group: "TF.js", label: "Weight shard bytes", kind: "integer",
     min: 1024, default: 4194304 },
   { key: "onnx_opset", group: "ONNX", label: "Opset", kind: "integer", min: 17, max: 26, default: 23 },
@@ -22,10 +25,10 @@ const OPTIONS = [
     choices: ["scale", "elementwise"], default: "scale" },
   { key: "atol", group: "Verification", label: "atol", kind: "number", min: 0, default: 1e-4 },
   { key: "rtol", group: "Verification", label: "rtol", kind: "number", min: 0, default: 1e-3 },
-  { key: "quantized_atol", group: "Verification", label: "Quantized atol", kind: "number",
-    min: 0, default: 0.05 },
-  { key: "quantized_rtol", group: "Verification", label: "Quantized rtol", kind: "number",
-    min: 0, default: 0.05 },
+  { key: "min_sqnr", group: "Quantized artifacts", label: "Min SQNR (dB)", kind: "number",
+    min: 0, max: 200, default: null, placeholder: "per mode" },
+  { key: "min_top1", group: "Quantized artifacts", label: "Min top-1", kind: "number",
+    min: 0, max: 1, default: null, placeholder: "not gated" },
   { key: "batch_sizes", group: "Verification", label: "Batch sizes", kind: "integers",
     min: 1, default: [1, 3] },
   { key: "seed", group: "Verification", label: "Input seed", kind: "integer", min: 0, default: 0 },
@@ -37,7 +40,7 @@ const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
 
 function numberInput(opt, step) {
   const input = el("input", { id: `opt-${opt.key}`, type: "number", step: opt.step ?? step,
-                              value: opt.default ?? "" });
+                              value: opt.default ?? "", placeholder: opt.placeholder ?? "" });
   if (opt.min !== undefined) input.min = opt.min;
   if (opt.max !== undefined) input.max = opt.max;
   return input;
@@ -76,6 +79,13 @@ const KINDS = {
       ...(opt.none ? [el("option", { value: "", textContent: opt.none })] : []),
       ...opt.choices.map((c) => el("option", { value: c, textContent: c, selected: c === opt.default }))),
     read: (opt) => $(`#opt-${opt.key}`).value || null,
+  },
+  flag: {
+    control: (opt) => el("select", { id: `opt-${opt.key}` },
+      el("option", { value: "", textContent: opt.none }),
+      el("option", { value: "true", textContent: "yes" }),
+      el("option", { value: "false", textContent: "no" })),
+    read: (opt) => ({ true: true, false: false })[$(`#opt-${opt.key}`).value] ?? null,
   },
   number: {
     control: (opt) => numberInput(opt, "any"),

@@ -34,7 +34,7 @@ SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 # Every option the page sends differs from its default, so each one is seen reaching the job.
 UI_OPTIONS = {"targets": ["savedmodel", "tflite", "tfjs", "onnx"], "tfjs_quantize": "float16",
               "tfjs_shard_bytes": 65536, "onnx_opset": 21, "atol": 0.0002, "rtol": 0.002,
-              "quantized_atol": 0.06, "quantized_rtol": 0.07, "tolerance": "elementwise",
+              "min_sqnr": 25.0, "min_top1": 0.25, "litertjs": True, "tolerance": "elementwise",
               "batch_sizes": [1, 2], "seed": 3, "name": "ui"}
 JOB_TIMEOUT_MS = 300_000
 
@@ -122,7 +122,7 @@ def _fill_options(page: Page, options: dict) -> None:
             continue
         field = page.locator(f"#opt-{key}")
         if field.evaluate("e => e.tagName") == "SELECT":
-            field.select_option(value)
+            field.select_option(json.dumps(value) if isinstance(value, bool) else value)
         else:
             field.fill(", ".join(map(str, value)) if isinstance(value, list) else str(value))
 
