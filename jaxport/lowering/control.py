@@ -26,9 +26,39 @@ UNROLL_LIMIT = 128
 R = "raw"
 
 
-@register("jit", forms="inlined", kind=R)
-def _jit(ctx: Ctx, *args: Value, jaxpr: jcore.ClosedJaxpr, **_: Any) -> list[Value]:
+@register("jit", forms="inlined; jnp.searchsorted's bisection over one sorted array (uint32 "
+          "arithmetic: not in TF.js, nor LiteRT's Gather) as a count of total-order comparisons", kind=R)
+def _jit(ctx: Ctx, *args: Value, jaxpr: jcore.ClosedJaxpr, name: str = "", **_: Any) -> list[Value]:
+    if name == "_searchsorted_scan_impl" and len(ctx.in_avals[0].shape) == 1:
+        return [_searchsorted_by_count(ctx, jaxpr, *args)]
     return ctx.call(jaxpr, args)
+
+
+def _searchsorted_by_count(ctx: Ctx, jaxpr: jcore.ClosedJaxpr, sorted_arr: Value, query: Value) -> tf.Tensor:
+    """jnp.searchsorted(sorted_arr, query) as the number of elements of the (sorted) 1-D array
+    below each query (side="left": `sorted < q`; "right": `sorted <= q`), in the total order
+    its bisection uses on canonical values (-0 equal to +0, as IEEE compares them; NaN above +inf).
+
+    The side is read off the bisection's comparison (le_to for left, lt_to for right)."""
+    prims = set()
+    stack = [jaxpr.jaxpr]
+    while stack:
+        j = stack.pop()
+        for e in j.eqns:
+            prims.add(e.primitive.name)
+            stack += [sub.jaxpr if isinstance(sub, jcore.ClosedJaxpr) else sub for sub in e.params.values()
+                      if isinstance(sub, (jcore.ClosedJaxpr, jcore.Jaxpr))]
+    left = "le_to" in prims or "le" in prims
+    a = tf.convert_to_tensor(sorted_arr)
+    q = tf.convert_to_tensor(ctx.full(query, ctx.in_avals[1]))
+    a = tf.reshape(a, [-1] + [1] * len(ctx.in_avals[1].shape))
+    if a.dtype.is_floating:
+        a_nan, q_nan = tf.not_equal(a, a), tf.not_equal(q, q)
+        below = tf.logical_and(tf.logical_not(a_nan), tf.logical_or(q_nan, a < q))
+        below = below if left else tf.logical_or(below, tf.logical_or(tf.logical_and(a_nan, q_nan), tf.equal(a, q)))
+    else:
+        below = a < q if left else a <= q
+    return tf.reduce_sum(tf.cast(below, ctx.out_dtype), axis=0)
 
 
 @register(core.closed_call_p, core.call_p, forms="inlined", kind=R)
