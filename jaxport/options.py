@@ -29,7 +29,9 @@ class ConvertOptions:
     `quantize` applies to TFLite (`float16`, `int8-dynamic`, `int8` = full integer calibrated on
     samples); `tfjs_quantize` to TF.js weights. Tolerances apply to unquantized targets (and
     to samples.npz goldens); a quantized target is checked against
-    `quantized_atol`/`quantized_rtol`. `onnx_opset` is the ONNX opset the `onnx` target
+    `quantized_atol`/`quantized_rtol`. `reference_timeout` bounds, in seconds, each run of the
+    JAX function that computes the reference outputs (a `while_loop` that does not terminate
+    on the verification inputs fails by name instead of hanging). `onnx_opset` is the ONNX opset the `onnx` target
     writes (17-26). `tolerance` is the rule they follow: `scale`
     (`max|got - want| <= atol + rtol * max|want|` per output) or numpy's `elementwise` one.
     """
@@ -48,6 +50,7 @@ class ConvertOptions:
     name: str | None = None
     trusted: bool = False
     seed: int = 0
+    reference_timeout: float = 300.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -66,6 +69,8 @@ class ConvertOptions:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:
                 raise OptionsError(f"{name} must be a non-negative number, got {value!r}")
+        if not isinstance(self.reference_timeout, (int, float)) or not self.reference_timeout > 0:
+            raise OptionsError(f"reference_timeout must be a positive number of seconds, got {self.reference_timeout!r}")
         if not isinstance(self.tfjs_shard_bytes, int) or self.tfjs_shard_bytes < 1024:
             raise OptionsError("tfjs_shard_bytes must be an integer of at least 1024")
         if (not isinstance(self.onnx_opset, int) or isinstance(self.onnx_opset, bool)

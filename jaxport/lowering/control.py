@@ -110,29 +110,53 @@ def _cond(ctx: Ctx, index: Value, *ops: Value, branches: Sequence[jcore.ClosedJa
     return outs
 
 
-@register(control_flow.while_p, forms="unrolled when the condition folds to a constant (up to UNROLL_LIMIT trips), else tf.while_loop", kind=R)
+@register(control_flow.while_p, forms="unrolled when the condition folds to a constant (up to UNROLL_LIMIT trips), else tf.while_loop; "
+          "a batched condition (vmap) as in XLA: loop while any is true, each batch element stops where its own is false", kind=R)
 def _while(ctx: Ctx, *args: Value, cond_jaxpr: jcore.ClosedJaxpr, body_jaxpr: jcore.ClosedJaxpr, cond_nconsts: int, body_nconsts: int) -> list[Value]:
     cconsts = list(args[:cond_nconsts])
     bconsts = list(args[cond_nconsts : cond_nconsts + body_nconsts])
     carry = list(args[cond_nconsts + body_nconsts :])
     carry_avals = ctx.out_avals
+    batched = len(cond_jaxpr.out_avals[0].shape) > 0
+
+    def pred_of(c: list) -> Value:
+        (p,) = ctx.call(cond_jaxpr, cconsts + list(c))
+        return p
+
+    def step(c: list) -> list:
+        """One trip of the body; with a batched condition, only where each element's is true."""
+        new = ctx.call(body_jaxpr, bconsts + list(c))
+        if not batched:
+            return new
+        p = pred_of(c)
+        out = []
+        for n, old, aval in zip(new, c, carry_avals):
+            rank = len(aval.shape)
+            if isinstance(p, np.ndarray) and isinstance(n, np.ndarray) and isinstance(old, np.ndarray):
+                out.append(np.where(p.reshape(p.shape + (1,) * (rank - p.ndim)), n, old))
+                continue
+            pt = tf.convert_to_tensor(p)
+            pt = tf.reshape(pt, tf.concat([tf.shape(pt), tf.ones([rank - len(p.shape)], tf.int32)], 0)) if rank > len(p.shape) else pt
+            out.append(tf.where(pt, *_full_tensors(ctx, [n, old], [aval, aval])))
+        return out
+
     unrolled = carry
     for _ in range(UNROLL_LIMIT + 1):
-        (pred,) = ctx.call(cond_jaxpr, cconsts + unrolled)
+        pred = pred_of(unrolled)
         if not isinstance(pred, np.ndarray):
             break
-        if not bool(pred):
+        if not bool(np.any(pred)):
             return unrolled
-        unrolled = ctx.call(body_jaxpr, bconsts + unrolled)
+        unrolled = step(unrolled)
     # Data-dependent (or too long): a real loop from the original carry.
     init = _full_tensors(ctx, carry, carry_avals)
 
     def cond_fn(*c: tf.Tensor) -> tf.Tensor:
-        (p,) = ctx.call(cond_jaxpr, cconsts + list(c))
-        return tf.convert_to_tensor(p)
+        p = tf.convert_to_tensor(pred_of(list(c)))
+        return tf.reduce_any(p) if batched else p
 
     def body_fn(*c: tf.Tensor) -> list[tf.Tensor]:
-        return _full_tensors(ctx, ctx.call(body_jaxpr, bconsts + list(c)), carry_avals)
+        return _full_tensors(ctx, step(list(c)), carry_avals)
 
     invariants = [tf.TensorShape(static_shape(a.shape)) for a in carry_avals]
     return list(tf.while_loop(cond_fn, body_fn, init, shape_invariants=invariants))

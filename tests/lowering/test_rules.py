@@ -198,6 +198,11 @@ CASES = [
     case("cond", lambda p, x: (lax.cond(p[0], lambda v: v * 2, lambda v: v - 1, x), lax.switch(jnp.abs(p[1]).astype(jnp.int32) % 3, [jnp.sin, jnp.cos, jnp.tanh], x)), {"p": "f32[2]", "x": F}),
     case("fori_unrolled", lambda x: lax.fori_loop(0, 4, lambda i, v: v * 0.5 + i, x), {"x": F}),
     case("while_dynamic", lambda x: lax.while_loop(lambda c: c[1] < 10.0, lambda c: (c[0] * 1.5, c[1] + jnp.abs(c[0]).sum() + 1), (x, 0.0))[0], {"x": F}, atol=1e-3),
+    case("while_batched_condition", lambda x: (
+        jax.vmap(lambda v: lax.while_loop(lambda c: jnp.mean(c) < 3.0, lambda c: c + 1.0, v))(x),
+        jax.vmap(lambda v: lax.while_loop(lambda c: c[1] < jnp.abs(v[0, 0]) * 3, lambda c: (c[0] * 1.1, c[1] + 1), (v, 0)))(x)[0],
+        jax.vmap(lambda n: lax.fori_loop(0, n, lambda i, a: a + i, 0))(jnp.arange(x.shape[0]) + 2)), {"x": F}, atol=1e-4),
+    case("while_captured", lambda x: lax.while_loop(lambda v: v.sum() < 30, lambda v: v + jnp.abs(x) * 10 + 1, x), {"x": F}, atol=1e-3),
     case("scan", lambda x, c: lax.scan(lambda h, t: (jnp.tanh(h + t), h * 2), c, x.transpose(1, 0, 2)), {"x": F, "c": "f32[b,6]"}),
     case("scan_reverse_long", lambda x: lax.scan(lambda h, t: (h + t, h), jnp.zeros(()), x, reverse=True, length=200), {"x": "f32[200]"}, sizes=[{}]),
     case("scan_symbolic_length", lambda x: lax.cumsum(x, 0) + lax.scan(lambda h, t: (h + t, h * t), jnp.zeros(x.shape[1:]), x)[1], {"x": "f32[b,3]"}),
