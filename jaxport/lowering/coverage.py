@@ -5,7 +5,12 @@ Regenerate with `python -m jaxport.lowering.coverage > docs/lowering.md`.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from jaxport.lowering.registry import REFUSALS, RULES
+
+PEER_RATES = Path(__file__).resolve().parents[2] / "docs" / "peer_corpus.csv"
+"""The peer corpus's pass rate per primitive, written by `bench/peer_corpus.py --rates`."""
 
 _HEADER = """# Lowering coverage
 
@@ -27,11 +32,13 @@ How the graph is built:
   signatures keep `None` dims.
 - `cond` evaluates every branch and selects; `while` loops whose condition folds to a constant
   and `scan`s of static length up to 128 are unrolled; anything else is a `tf.while_loop`
-  (TF.js then needs `executeAsync`).
+  (TF.js then needs `executeAsync`). A loop that never ends on the verification inputs is
+  caught in the JAX reference run (`reference_timeout`, 300 s by default): give real inputs
+  (`samples`) on which it ends.
 
 What the runtimes lack (the rule lowers, but the runtime cannot run the op; each is a strict
-xfail in `tests/lowering/test_rules.py`): TF.js has no bitwise ops or shifts, no NextAfter and
-no float16 (a round trip through float16 does not round); LiteRT's builtin ops have no bitwise
+xfail in `tests/lowering/test_rules.py`): TF.js has no bitwise ops or shifts, no NextAfter, no
+Bitcast (so no `jnp.copysign`, `frexp`, `ldexp`) and no float16 (a round trip through float16 does not round); LiteRT's builtin ops have no bitwise
 ops or shifts, no NextAfter and no integer MatMul. When the lowered graph does not convert to
 TFLite, the TFLite target falls back to the orbax path and says so in report.json.
 
@@ -40,6 +47,9 @@ finite value instead of `-inf`; `scatter` (set) with duplicate indices keeps one
 updates (as XLA, but not necessarily the same one);
 `reduce_precision` of a float32 subnormal operand (with 8 or more exponent bits) follows the
 runtime's flush-to-zero: TF and LiteRT on CPU give ±0 where XLA rounds its bits (TF.js agrees).
+The total-order compares (`lt_to`, `le_to`, `eq_to`) take every NaN as positive, where XLA
+orders a negative NaN below -inf (jnp's searchsorted and sorts canonicalize NaNs first, so they
+agree); `approx_top_k` returns the exact top-k, as XLA does on CPU and GPU.
 
 Refused primitives (the last table) have no rule on purpose: their lowering error says why
 the lowered path's runtimes cannot run them and what to do instead.
@@ -63,7 +73,27 @@ def coverage_table() -> str:
     lines += ["## refused", "", "| primitive | why |", "|---|---|"]
     lines += [f"| `{name}` | {REFUSALS[name].why} |" for name in sorted(REFUSALS)]
     lines.append("")
+    if PEER_RATES.exists():
+        lines += _peer_rates(PEER_RATES.read_text().splitlines())
     return "\n".join(lines)
+
+
+def _peer_rates(csv: list[str]) -> list[str]:
+    """The peer-corpus section: jax2onnx's test cases per primitive, ok per target."""
+    command = csv[0].removeprefix("# ")
+    rows = [line.split(",") for line in csv[2:] if line]
+    total = [sum(int(r[i]) for r in rows) for i in (1, 2, 3)]
+    lines = ["## peer corpus", "",
+             "jax2onnx's own test cases per primitive (`bench/peer_corpus.py`): each exported with "
+             "`jaxport.export(..., targets=[\"tflite\", \"tfjs\"])`, every artifact run again in its "
+             "runtime and compared with JAX (measured by `" + command + "`).", "",
+             f"All: {total[0]} cases, TFLite {total[1]} ok ({100 * total[1] / total[0]:.0f} %), "
+             f"TF.js {total[2]} ok ({100 * total[2] / total[0]:.0f} %).", "",
+             "| primitive | cases | tflite ok | tfjs ok |", "|---|---|---|---|"]
+    for prim, n, lite, js in rows:
+        lines.append(f"| `{prim}` | {n} | {lite} | {js} |")
+    lines.append("")
+    return lines
 
 
 if __name__ == "__main__":
