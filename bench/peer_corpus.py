@@ -230,12 +230,19 @@ def _worker(ids: list[str]) -> None:
             print(json.dumps(row), flush=True)
 
 
-def run_cases(cases: list[PeerCase], jobs: int = 1, timeout: float = 120.0,
+def primitive_of(case_id: str) -> str:
+    """The primitive of a case id `<family>/<primitive>/<testcase>`."""
+    return case_id.split("/", 1)[1].rsplit("/", 1)[0]
+
+
+def run_cases(ids: list[str], jobs: int = 1, timeout: float = 120.0,
               on_row: Callable[[dict], None] | None = None) -> list[dict]:
-    """Run `cases` in `jobs` worker processes; a case a worker does not answer within `timeout`
-    seconds (or dies on) is a crashed/hung row and the worker restarts after it."""
-    pending = collections.deque(c.id for c in cases)
-    by_id = {c.id: c for c in cases}
+    """Run the cases `ids` in `jobs` worker processes; a case a worker does not answer within
+    `timeout` seconds (or dies on) is a crashed/hung row and the worker restarts after it.
+
+    Only the workers import jax2onnx's plugins: importing them replaces some `jax.numpy`
+    functions (`jnp.cumsum`, …) with the peer's own, which must not leak into the caller."""
+    pending = collections.deque(ids)
     rows: list[dict] = []
     workers: list[dict] = []
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
@@ -254,7 +261,7 @@ def run_cases(cases: list[PeerCase], jobs: int = 1, timeout: float = 120.0,
     def lost(w: dict, why: str) -> None:
         """The worker died or hung on its current case: record it, requeue the rest."""
         cid = w["current"] or w["ids"][0]
-        row = {"id": cid, "primitive": by_id[cid].primitive, **{t: {"outcome": "crashed/hung", "error": why, "check": ""} for t in TARGETS}}
+        row = {"id": cid, "primitive": primitive_of(cid), **{t: {"outcome": "crashed/hung", "error": why, "check": ""} for t in TARGETS}}
         rows.append(row)
         if on_row:
             on_row(row)
@@ -338,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds a case may take (default 120)")
     ap.add_argument("--only", nargs="+", help="case ids (family/primitive/testcase) to run")
     ap.add_argument("--limit", type=int, help="run only the first N cases")
+    ap.add_argument("--list", action="store_true", help="print the runnable case ids, run nothing")
     ap.add_argument("--json", type=Path, help="also write one JSON row per case to this file")
     ap.add_argument("--from-json", type=Path, help="print the tables of rows written by --json, run nothing")
     ap.add_argument("--rates", type=Path, help="also write the pass rate per primitive (CSV) to this file")
@@ -352,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
             write_rates(rows, args.rates, f"python bench/peer_corpus.py --from-json {args.from_json.name}: {len(rows)} cases")
         return 0
     cases, skipped = collect()
+    if args.list:
+        print("\n".join(c.id for c in cases))
+        return 0
     if args.only:
         cases = [c for c in cases if c.id in set(args.only)]
     cases = cases[: args.limit] if args.limit else cases
@@ -365,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
             sink.write(json.dumps(row) + "\n")
             sink.flush()
 
-    rows = run_cases(cases, args.jobs, args.timeout, on_row)
+    rows = run_cases([c.id for c in cases], args.jobs, args.timeout, on_row)
     print(f"{len(rows)} cases in {time.monotonic() - start:.0f} s\n\n{table(rows)}\n\n{per_primitive(rows)}")
     if args.rates:
         write_rates(rows, args.rates, "python bench/peer_corpus.py " + " ".join(argv if argv is not None else sys.argv[1:]))
