@@ -46,11 +46,13 @@ class ConvertOptions:
     apply to the float artifacts (and to samples.npz goldens); a quantized artifact is
     measured instead (SQNR, top-1) and fails its target below `min_sqnr` dB (None: the mode's
     `DEFAULT_MIN_SQNR`) or below `min_top1` agreement on class-score outputs (None: not
-    gated). `onnx_opset` is the ONNX opset the `onnx` target writes (17-26). `tolerance` is
-    the rule they follow: `scale` (`max|got - want| <= atol + rtol * max|want|` per output)
-    or numpy's `elementwise` one. `litertjs` checks the TFLite model in LiteRT.js (headless
-    Chromium) too, beside LiteRT; turning it off saves a browser start. Its default is
-    `litertjs_default()`.
+    gated). `reference_timeout` bounds, in seconds, each run of the JAX function that computes
+    the reference outputs (a `while_loop` that does not terminate on the verification inputs
+    fails by name instead of hanging). `onnx_opset` is the ONNX opset the `onnx` target writes
+    (17-26). `tolerance` is the rule they follow: `scale` (`max|got - want| <= atol + rtol *
+    max|want|` per output) or numpy's `elementwise` one. `litertjs` checks the TFLite model in
+    LiteRT.js (headless Chromium) too, beside LiteRT; turning it off saves a browser start. Its
+    default is `litertjs_default()`.
     """
 
     targets: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
@@ -68,6 +70,7 @@ class ConvertOptions:
     name: str | None = None
     trusted: bool = False
     seed: int = 0
+    reference_timeout: float = 300.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -88,6 +91,10 @@ class ConvertOptions:
                 raise OptionsError(f"{name} must be a non-negative number, got {value!r}")
         _check_range("min_sqnr", self.min_sqnr, 0.0, MAX_SQNR_DB, "dB")
         _check_range("min_top1", self.min_top1, 0.0, 1.0, "a fraction of rows")
+        if (not isinstance(self.reference_timeout, (int, float))
+                or isinstance(self.reference_timeout, bool) or not self.reference_timeout > 0):
+            raise OptionsError("reference_timeout must be a positive number of seconds, got "
+                               f"{self.reference_timeout!r}")
         if not isinstance(self.tfjs_shard_bytes, int) or self.tfjs_shard_bytes < 1024:
             raise OptionsError("tfjs_shard_bytes must be an integer of at least 1024")
         if (not isinstance(self.onnx_opset, int) or isinstance(self.onnx_opset, bool)

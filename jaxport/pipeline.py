@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import json
 import tempfile
+import threading
 import traceback
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -180,22 +181,51 @@ def _json_default(value: object) -> object:
 def reference_cases(program: Program, options: ConvertOptions, samples: Samples) -> list[Case]:
     """The verification cases: each function at each batch size, with JAX's outputs.
 
-    Raises `ReferenceFailed` when JAX itself cannot run the function on the inputs.
+    Raises `ReferenceFailed` when JAX itself cannot run the function on the inputs, or does not
+    finish within `options.reference_timeout` seconds.
     """
     cases = []
     for name, function in program.functions.items():
         for run, batch in enumerate(options.batch_sizes):
             inputs = make_inputs(function, batch, run, samples, options.seed)
+            shapes = ", ".join(f"{k}={list(v.shape)}" for k, v in inputs.items())
             try:
-                expected = function(program.params, inputs)
+                expected = _run_bounded(lambda: function(program.params, inputs), options.reference_timeout)
+            except TimeoutError:
+                raise ReferenceFailed(
+                    f"function {name!r} does not finish in JAX within {options.reference_timeout:g} s on "
+                    f"verification inputs ({shapes}); a while_loop whose condition stays true on them?",
+                    "give real inputs (samples.npz, or samples= in jaxport.export) on which it "
+                    "terminates, or state input ranges") from None
             except Exception as exc:  # noqa: BLE001 - the user's function failed on these inputs
-                shapes = ", ".join(f"{k}={list(v.shape)}" for k, v in inputs.items())
                 raise ReferenceFailed(
                     f"function {name!r} fails in JAX on verification inputs ({shapes}): "
                     f"{type(exc).__name__}: {first_line(exc)}",
                     "give real inputs in samples.npz, or state input ranges") from None
             cases.append(Case(name, batch, inputs, expected))
     return cases
+
+
+def _run_bounded(fn: Callable[[], Any], timeout: float) -> Any:
+    """`fn()`, or `TimeoutError` after `timeout` seconds. XLA's CPU runtime runs the program in
+    the calling thread and cannot be interrupted, so `fn` runs in a daemon thread that is left
+    behind (still computing until the process exits) when it does not finish."""
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=target, name="jaxport-reference", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError(timeout)
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
 
 
 def _run_target(target: str, ctx: BuildContext, progress: ProgressFn,

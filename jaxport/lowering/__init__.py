@@ -4,9 +4,9 @@
 `RULES` is the primitive -> rule table, `coverage_table()` renders it as markdown.
 """
 
-from jaxport.lowering import control, conv, dot, elementwise, indexing, reductions, shapes  # noqa: F401  (register rules)
+from jaxport.lowering import control, conv, dot, elementwise, indexing, linalg, reductions, shapes  # noqa: F401  (register rules)
 from jaxport.lowering.coverage import coverage_table
 from jaxport.lowering.lower import LoweredProgram, lower_program
-from jaxport.lowering.registry import RULES, register
+from jaxport.lowering.registry import REFUSALS, RULES, register
 
-__all__ = ["RULES", "LoweredProgram", "coverage_table", "lower_program", "register"]
+__all__ = ["REFUSALS", "RULES", "LoweredProgram", "coverage_table", "lower_program", "register"]

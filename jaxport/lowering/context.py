@@ -18,9 +18,9 @@ import tensorflow as tf
 from jax._src.export import shape_poly
 from jax.extend import core as jcore
 
-from jaxport.eqns import location, scope, short_params
+from jaxport.eqns import UNKNOWN_LOCATION, location, scope, short_params
 from jaxport.errors import LoweringError
-from jaxport.lowering.registry import RULES
+from jaxport.lowering.registry import REFUSALS, RULES
 
 Value = Any  # np.ndarray | tf.Tensor
 DimValue = int | tf.Tensor
@@ -30,10 +30,29 @@ _NO_FOLD = {"broadcast_in_dim", "iota", "dim_as_value", "rng_uniform", "random_b
 _FOLD_MAX_ELEMENTS = 1 << 22
 
 
-def no_rule_error(eqn: jcore.JaxprEqn) -> LoweringError:
+def where(eqn: jcore.JaxprEqn, outer: Sequence[jcore.JaxprEqn] = ()) -> str:
+    """`eqn`'s user location, else that of the innermost enclosing call (`outer`, outermost
+    first) that has one: an eqn inside a library's jitted function (jnp.linalg.cholesky) was
+    traced without the user's frames, its call was not."""
+    for e in (eqn, *reversed(outer)):
+        loc = location(e)
+        if loc != UNKNOWN_LOCATION:
+            return loc
+    return UNKNOWN_LOCATION
+
+
+def no_rule_error(eqn: jcore.JaxprEqn, outer: Sequence[jcore.JaxprEqn] = ()) -> LoweringError:
+    """The error for `eqn`'s primitive having no rule (`outer`: the enclosing call eqns): the
+    refusal's own reason and hint when it is a deliberate refusal (`REFUSALS`), else the generic one."""
     name = eqn.primitive.name
+    refusal = REFUSALS.get(name)
+    if refusal is not None:
+        return LoweringError(
+            f"primitive {name} ({short_params(eqn.params)}) at {where(eqn, outer)} has no lowering: {refusal.why}",
+            refusal.hint + scope(eqn),
+        )
     return LoweringError(
-        f"primitive {name} ({short_params(eqn.params)}) at {location(eqn)} has no lowering",
+        f"primitive {name} ({short_params(eqn.params)}) at {where(eqn, outer)} has no lowering",
         f"the TF.js target and the plain-TF TFLite path need every primitive lowered to TF ops{scope(eqn)}; "
         "rewrite that code with supported jnp/lax operations (see docs/lowering.md), or build "
         "only the savedmodel/tflite targets, which use the XLA path",
@@ -111,6 +130,7 @@ class Lowerer:
 
     def __init__(self, dim_env: dict[str, tf.Tensor]) -> None:
         self.dim_env = dim_env
+        self.outer: list[jcore.JaxprEqn] = []  # the call eqns being lowered, outermost first
 
     def dim(self, d: Any) -> DimValue:
         if isinstance(d, (int, np.integer)):
@@ -183,11 +203,15 @@ class Lowerer:
         ):
             return self._fold(eqn, invals, in_avals, out_avals, elementwise=rule is not None and rule.kind == "elementwise")
         if rule is None:
-            raise no_rule_error(eqn)
+            raise no_rule_error(eqn, self.outer)
         ctx = Ctx(self, eqn, in_avals, out_avals)
         if rule.kind == "full":
             invals = [self.full(x, a) if hasattr(a, "shape") else x for x, a in zip(invals, in_avals)]
-        out = rule.fn(ctx, *invals, **eqn.params)
+        self.outer.append(eqn)
+        try:
+            out = rule.fn(ctx, *invals, **eqn.params)
+        finally:
+            self.outer.pop()
         outs = list(out) if eqn.primitive.multiple_results else [out]
         if len(outs) != len(out_avals):
             raise AssertionError(f"rule for {name} returned {len(outs)} values for {len(out_avals)} outputs")
@@ -262,7 +286,7 @@ class Ctx:
         text = repr(value)
         text = text[:80] + "…" if len(text) > 80 else text
         raise LoweringError(
-            f"primitive {eqn.primitive.name} ({param}={text}) at {location(eqn)} has no lowering"
+            f"primitive {eqn.primitive.name} ({param}={text}) at {where(eqn, self.lowerer.outer)} has no lowering"
             + (f": {why}" if why else ""),
             (hint or "this form of the primitive is not supported by the plain-TF lowering "
              "(see docs/lowering.md for the supported forms)") + scope(eqn),

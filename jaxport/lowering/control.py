@@ -27,9 +27,39 @@ UNROLL_LIMIT = 128
 R = "raw"
 
 
-@register("jit", forms="inlined", kind=R)
-def _jit(ctx: Ctx, *args: Value, jaxpr: jcore.ClosedJaxpr, **_: Any) -> list[Value]:
+@register("jit", forms="inlined; jnp.searchsorted's bisection over one sorted array (uint32 "
+          "arithmetic: not in TF.js, nor LiteRT's Gather) as a count of total-order comparisons", kind=R)
+def _jit(ctx: Ctx, *args: Value, jaxpr: jcore.ClosedJaxpr, name: str = "", **_: Any) -> list[Value]:
+    if name == "_searchsorted_scan_impl" and len(ctx.in_avals[0].shape) == 1:
+        return [_searchsorted_by_count(ctx, jaxpr, *args)]
     return ctx.call(jaxpr, args)
+
+
+def _searchsorted_by_count(ctx: Ctx, jaxpr: jcore.ClosedJaxpr, sorted_arr: Value, query: Value) -> tf.Tensor:
+    """jnp.searchsorted(sorted_arr, query) as the number of elements of the (sorted) 1-D array
+    below each query (side="left": `sorted < q`; "right": `sorted <= q`), in the total order
+    its bisection uses on canonical values (-0 equal to +0, as IEEE compares them; NaN above +inf).
+
+    The side is read off the bisection's comparison (le_to for left, lt_to for right)."""
+    prims = set()
+    stack = [jaxpr.jaxpr]
+    while stack:
+        j = stack.pop()
+        for e in j.eqns:
+            prims.add(e.primitive.name)
+            stack += [sub.jaxpr if isinstance(sub, jcore.ClosedJaxpr) else sub for sub in e.params.values()
+                      if isinstance(sub, (jcore.ClosedJaxpr, jcore.Jaxpr))]
+    left = "le_to" in prims or "le" in prims
+    a = tf.convert_to_tensor(sorted_arr)
+    q = tf.convert_to_tensor(ctx.full(query, ctx.in_avals[1]))
+    a = tf.reshape(a, [-1] + [1] * len(ctx.in_avals[1].shape))
+    if a.dtype.is_floating:
+        a_nan, q_nan = tf.not_equal(a, a), tf.not_equal(q, q)
+        below = tf.logical_and(tf.logical_not(a_nan), tf.logical_or(q_nan, a < q))
+        below = below if left else tf.logical_or(below, tf.logical_or(tf.logical_and(a_nan, q_nan), tf.equal(a, q)))
+    else:
+        below = a < q if left else a <= q
+    return tf.reduce_sum(tf.cast(below, ctx.out_dtype), axis=0)
 
 
 @register("closed_call", "call", forms="inlined (one primitive, eval_jaxpr, since JAX 0.12)", kind=R)
@@ -82,29 +112,53 @@ def _cond(ctx: Ctx, index: Value, *ops: Value, branches: Sequence[jcore.ClosedJa
     return outs
 
 
-@register(control_flow.while_p, forms="unrolled when the condition folds to a constant (up to UNROLL_LIMIT trips), else tf.while_loop", kind=R)
+@register(control_flow.while_p, forms="unrolled when the condition folds to a constant (up to UNROLL_LIMIT trips), else tf.while_loop; "
+          "a batched condition (vmap) as in XLA: loop while any is true, each batch element stops where its own is false", kind=R)
 def _while(ctx: Ctx, *args: Value, cond_jaxpr: jcore.ClosedJaxpr, body_jaxpr: jcore.ClosedJaxpr, cond_nconsts: int, body_nconsts: int) -> list[Value]:
     cconsts = list(args[:cond_nconsts])
     bconsts = list(args[cond_nconsts : cond_nconsts + body_nconsts])
     carry = list(args[cond_nconsts + body_nconsts :])
     carry_avals = ctx.out_avals
+    batched = len(cond_jaxpr.out_avals[0].shape) > 0
+
+    def pred_of(c: list) -> Value:
+        (p,) = ctx.call(cond_jaxpr, cconsts + list(c))
+        return p
+
+    def step(c: list) -> list:
+        """One trip of the body; with a batched condition, only where each element's is true."""
+        new = ctx.call(body_jaxpr, bconsts + list(c))
+        if not batched:
+            return new
+        p = pred_of(c)
+        out = []
+        for n, old, aval in zip(new, c, carry_avals):
+            rank = len(aval.shape)
+            if isinstance(p, np.ndarray) and isinstance(n, np.ndarray) and isinstance(old, np.ndarray):
+                out.append(np.where(p.reshape(p.shape + (1,) * (rank - p.ndim)), n, old))
+                continue
+            pt = tf.convert_to_tensor(p)
+            pt = tf.reshape(pt, tf.concat([tf.shape(pt), tf.ones([rank - len(p.shape)], tf.int32)], 0)) if rank > len(p.shape) else pt
+            out.append(tf.where(pt, *_full_tensors(ctx, [n, old], [aval, aval])))
+        return out
+
     unrolled = carry
     for _ in range(UNROLL_LIMIT + 1):
-        (pred,) = ctx.call(cond_jaxpr, cconsts + unrolled)
+        pred = pred_of(unrolled)
         if not isinstance(pred, np.ndarray):
             break
-        if not bool(pred):
+        if not bool(np.any(pred)):
             return unrolled
-        unrolled = ctx.call(body_jaxpr, bconsts + unrolled)
+        unrolled = step(unrolled)
     # Data-dependent (or too long): a real loop from the original carry.
     init = _full_tensors(ctx, carry, carry_avals)
 
     def cond_fn(*c: tf.Tensor) -> tf.Tensor:
-        (p,) = ctx.call(cond_jaxpr, cconsts + list(c))
-        return tf.convert_to_tensor(p)
+        p = tf.convert_to_tensor(pred_of(list(c)))
+        return tf.reduce_any(p) if batched else p
 
     def body_fn(*c: tf.Tensor) -> list[tf.Tensor]:
-        return _full_tensors(ctx, ctx.call(body_jaxpr, bconsts + list(c)), carry_avals)
+        return _full_tensors(ctx, step(list(c)), carry_avals)
 
     invariants = [tf.TensorShape(static_shape(a.shape)) for a in carry_avals]
     return list(tf.while_loop(cond_fn, body_fn, init, shape_invariants=invariants))

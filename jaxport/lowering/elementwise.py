@@ -200,6 +200,7 @@ def _not(ctx: Ctx, x: Value, **_: object) -> Value:
 
 
 @register("add", forms="all dtypes", kind=E)
+@register("add_any", forms="all dtypes (the sum of cotangents in jax.grad/jvp programs)", kind=E)
 def _add(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
     return tf.add(x, y)
 
@@ -348,6 +349,43 @@ def _compare(tf_fn):
 
 for _name, _fn in {"eq": tf.equal, "ne": tf.not_equal, "lt": tf.less, "le": tf.less_equal, "gt": tf.greater, "ge": tf.greater_equal}.items():
     register(_name, forms="all dtypes", kind=E)(_compare(_fn))
+
+
+def _negative_zero(x: Value) -> tf.Tensor:
+    """x is -0.0 (1/x is -inf only there; no bitcast, which TF.js lacks)."""
+    return tf.logical_and(tf.equal(x, tf.zeros_like(x)), tf.math.reciprocal(x) < 0)
+
+
+def _total_order(ctx: Ctx, x: Value, y: Value, strict: bool, equal: bool) -> tf.Tensor:
+    """x < y (strict), x <= y or x == y (equal, not strict) in IEEE total order for floats:
+    -0 < +0 and NaN above +inf, every NaN taken as positive (no runtime of the lowered path can
+    read a NaN's sign bit); integers and bools compare as usual."""
+    if not _dtype(x).is_floating:
+        return (tf.less if strict else tf.equal if equal else tf.less_equal)(x, y)
+    x, y = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
+    x_nan, y_nan = tf.not_equal(x, x), tf.not_equal(y, y)
+    x_neg0, y_neg0 = _negative_zero(x), _negative_zero(y)
+    same = tf.logical_or(tf.logical_and(tf.equal(x, y), tf.equal(x_neg0, y_neg0)),
+                         tf.logical_and(x_nan, y_nan))
+    if equal:
+        return same
+    below = tf.logical_or(tf.logical_or(tf.less(x, y), tf.logical_and(tf.logical_not(x_nan), y_nan)),
+                          tf.logical_and(x_neg0, tf.logical_and(tf.equal(y, tf.zeros_like(y)), tf.logical_not(y_neg0))))
+    return below if strict else tf.logical_or(below, same)
+
+
+_TOTAL = "floats in IEEE total order (-0 < +0, NaN above +inf; a NaN's sign is not read), integers as usual"
+register("lt_to", forms=_TOTAL, kind=E)(lambda ctx, x, y, **_: _total_order(ctx, x, y, True, False))
+register("le_to", forms=_TOTAL, kind=E)(lambda ctx, x, y, **_: _total_order(ctx, x, y, False, False))
+register("eq_to", forms=_TOTAL, kind=E)(lambda ctx, x, y, **_: _total_order(ctx, x, y, False, True))
+
+
+@register("bitcast_convert_type", forms="any numeric dtypes, same or different widths as in JAX (Bitcast: not in TF.js)")
+def _bitcast_convert_type(ctx: Ctx, x: Value, new_dtype: object) -> Value:
+    dt = tf.as_dtype(np.dtype(new_dtype))
+    if dt == tf.bool or _is_bool(x):
+        ctx.refuse("new_dtype", np.dtype(new_dtype).name, "bool has no bit layout to reinterpret")
+    return tf.bitcast(tf.convert_to_tensor(x), dt)
 
 
 @register("shift_left", forms="integer operands (not in TF.js)", kind=E)

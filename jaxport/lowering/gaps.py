@@ -41,6 +41,7 @@ _BITWISE = frozenset({"and", "or", "xor", "not", "shift_left", "shift_right_arit
                       "shift_right_logical", "population_count"})
 RUNTIME_GAPS: tuple[RuntimeGap, ...] = (
     RuntimeGap("tfjs", frozenset({"nextafter"}), "TF.js has no NextAfter"),
+    RuntimeGap("tfjs", frozenset({"bitcast_convert_type"}), "TF.js has no Bitcast"),
     RuntimeGap("tflite", frozenset({"nextafter"}), "LiteRT has no NextAfter builtin"),
     RuntimeGap("tfjs", _BITWISE, "TF.js has no bitwise ops or shifts", _integer_operands),
     RuntimeGap("tflite", frozenset({"and", "or", "not", "shift_left", "population_count"}),

@@ -222,35 +222,48 @@ def _sort_order(keys: tf.Tensor) -> tf.Tensor:
     return _take_along_last(by_value, nan_last)
 
 
-@register("sort", forms="num_keys=1 along any dimension, any number of operands (ascending, stable; NaNs last as in JAX)")
-def _sort(ctx: Ctx, *operands: Value, dimension: int, is_stable: bool, num_keys: int) -> list[Value]:
-    if int(num_keys) != 1:
-        ctx.refuse("num_keys", num_keys)
-    rank = len(ctx.in_avals[0].shape)
-    axis = int(dimension)
+def _to_last(ops: list[tf.Tensor], axis: int, rank: int) -> list[tf.Tensor]:
+    """`ops` with `axis` swapped with the last axis (its own inverse: apply again to undo)."""
+    if axis == rank - 1:
+        return ops
     perm = list(range(rank))
     perm[axis], perm[-1] = perm[-1], perm[axis]
-    ops = [tf.convert_to_tensor(o) for o in operands]
-    if axis != rank - 1:
-        ops = [tf.transpose(o, perm) for o in ops]
-    order = _sort_order(ops[0])
-    out = [_take_along_last(o, order) for o in ops]
-    if axis != rank - 1:
-        out = [tf.transpose(o, perm) for o in out]
-    return out
+    return [tf.transpose(o, perm) for o in ops]
+
+
+@register("sort", forms="any num_keys (lexicographic) along any dimension, any number of operands (ascending, stable; NaNs last as in JAX)")
+def _sort(ctx: Ctx, *operands: Value, dimension: int, is_stable: bool, num_keys: int) -> list[Value]:
+    rank = len(ctx.in_avals[0].shape)
+    ops = _to_last([tf.convert_to_tensor(o) for o in operands], int(dimension), rank)
+    # Lexicographic by keys 0..num_keys-1: stable sorts from the last key to the first.
+    order = _sort_order(ops[int(num_keys) - 1])
+    for key in reversed(ops[: int(num_keys) - 1]):
+        order = _take_along_last(order, _sort_order(_take_along_last(key, order)))
+    return _to_last([_take_along_last(o, order) for o in ops], int(dimension), rank)
+
+
+def _top_k_along(ctx: Ctx, x: Value, k: int, axis: int, largest: bool = True) -> list[Value]:
+    """The k largest (or smallest) values along `axis`, sorted, and their indices (the first
+    index among ties), indices cast to the eqn's second output dtype."""
+    rank = len(ctx.in_avals[0].shape)
+    axis = int(axis) % rank
+    (x,) = _to_last([tf.convert_to_tensor(x)], axis, rank)
+    values, indices = tf.math.top_k(x if largest else -x, k=int(k), sorted=True)
+    values = values if largest else -values
+    indices = tf.cast(indices, tf.as_dtype(ctx.out_avals[1].dtype))
+    return _to_last([values, indices], axis, rank)
 
 
 @register("top_k", forms="any axis (last is native), static k")
 def _top_k(ctx: Ctx, x: Value, k: int, axis: int = -1, **_: Any) -> list[Value]:
-    rank = len(ctx.in_avals[0].shape)
-    axis = int(axis) % rank
-    x = tf.convert_to_tensor(x)
-    perm = list(range(rank))
-    perm[axis], perm[-1] = perm[-1], perm[axis]
-    if axis != rank - 1:
-        x = tf.transpose(x, perm)
-    values, indices = tf.math.top_k(x, k=int(k), sorted=True)
-    indices = tf.cast(indices, tf.as_dtype(ctx.out_avals[1].dtype))
-    if axis != rank - 1:
-        values, indices = tf.transpose(values, perm), tf.transpose(indices, perm)
-    return [values, indices]
+    return _top_k_along(ctx, x, k, axis)
+
+
+@register("approx_top_k", forms="max and min, any reduction dimension, with or without aggregate_to_topk: "
+          "the exact top-k, which is what XLA computes on CPU and GPU (recall 1 >= any recall_target)")
+def _approx_top_k(ctx: Ctx, x: Value, k: int, reduction_dimension: int, is_max_k: bool, **_: Any) -> list[Value]:
+    # Without aggregate_to_topk the output keeps more than k: the first of the exact order.
+    kept = ctx.out_avals[0].shape[int(reduction_dimension)]
+    if not is_static([kept]):
+        ctx.refuse("k", k, "a symbolic number of kept elements")
+    return _top_k_along(ctx, x, int(kept), reduction_dimension, largest=bool(is_max_k))

@@ -36,6 +36,29 @@ RULES: dict[str, Rule] = {}
 """Primitive name -> rule. Keyed by name so that equal primitives from any jax module match."""
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A primitive deliberately left without a rule: why the targets cannot run it, what to do."""
+
+    primitive: str
+    why: str
+    hint: str
+    family: str
+
+
+REFUSALS: dict[str, Refusal] = {}
+"""Primitive name -> refusal: its lowering error says `why` and gives `hint` instead of the
+generic "rewrite with supported operations"."""
+
+
+def refuse(*primitives: str, why: str, hint: str, family: str) -> None:
+    """Record `primitives` as refused (no rule, a precise error); a name cannot be both."""
+    for name in primitives:
+        if name in RULES or name in REFUSALS:
+            raise ValueError(f"primitive {name} registered twice")
+        REFUSALS[name] = Refusal(name, why, hint, family)
+
+
 def register(*primitives: Primitive | str, forms: str = "all forms", kind: str = "full") -> Callable[[RuleFn], RuleFn]:
     """Decorator: register `fn` as the lowering of each of `primitives`.
 
@@ -53,7 +76,7 @@ def register(*primitives: Primitive | str, forms: str = "all forms", kind: str =
         names = dict.fromkeys(n for p in primitives
                               for n in spellings(p if isinstance(p, str) else p.name))
         for name in names:
-            if name in RULES:
+            if name in RULES or name in REFUSALS:
                 raise ValueError(f"primitive {name} registered twice")
             RULES[name] = Rule(name, fn, forms, kind, family)
         return fn

@@ -8,9 +8,11 @@ function's output names; params are variables.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Callable
 
+from jaxport.errors import TargetError
 from jaxport.program import Function, Program
 from jaxport.targets.base import BuildContext, Target, register
 from jaxport.verify.compare import Parity
@@ -59,7 +61,17 @@ def export_savedmodel(program: Program, out_dir: Path) -> Path:
             )
             for name, f in functions.items()
         ]
-        ExportManager(module, configs).save(str(out_dir))
+        try:
+            ExportManager(module, configs).save(str(out_dir))
+        except ValueError as exc:
+            kernel = re.search(r"custom_call @(\w+)", str(exc))
+            if not str(exc).startswith("Cannot serialize code with custom calls") or kernel is None:
+                raise
+            raise TargetError(
+                f"the XLA program calls the CPU kernel {kernel.group(1)} (linear algebra), which "
+                "jax.export cannot serialize: it has no compatibility guarantee",
+                "compute that decomposition outside the exported function (ahead of time on the "
+                "weights, passing its factors as params or inputs)", stage="orbax") from None
     return Path(out_dir)
 
 

@@ -113,6 +113,30 @@ def test_library_tfjs_outputs_that_are_params_or_constants(tmp_path: Path) -> No
         np.testing.assert_array_equal(got["x"], x)
 
 
+def test_library_loop_that_never_ends_on_the_inputs_fails_by_name(tmp_path: Path) -> None:
+    """A while_loop closing over its input never terminates for negative inputs: the JAX
+    reference run is bounded, so the export fails by name within seconds instead of hanging;
+    on samples it terminates on, it exports."""
+    import time
+
+    import jax
+
+    from jaxport.errors import ReferenceFailed
+
+    def fn(p, x):
+        captured = x * 10
+        return jax.lax.while_loop(lambda v: v < 30, lambda v: v + captured, x)
+
+    start = time.monotonic()
+    with pytest.raises(ReferenceFailed, match="does not finish in JAX within 3 s"):
+        jaxport.export(fn, None, inputs={"x": "f32[]"}, ranges={"x": (-2.0, -1.0)}, targets=["tfjs"],
+                       out_dir=tmp_path / "never", reference_timeout=3)
+    assert time.monotonic() - start < 60
+    report = jaxport.export(fn, None, inputs={"x": "f32[]"}, samples={"x": np.float32(1.0)},
+                            targets=["tfjs"], out_dir=tmp_path / "ends")
+    assert report["targets"]["tfjs"]["status"] == "ok", report["targets"]["tfjs"]["error"]
+
+
 def test_convert_under_a_file_size_cap_names_the_limit(tmp_path: Path) -> None:
     """A file over --max-file-mb fails its target with the limit named, not an internal error.
     In a child process: the limit is the process's own and would outlive the test here."""

@@ -202,3 +202,34 @@ def test_saved_model_and_tflite(composite: Program, tmp_path: Path) -> None:
         want = reference(composite, "serving_default", inputs)
         assert_close(saved.run("serving_default", inputs), want, 3e-5)
         assert_close(runner.run("serving_default", inputs), want, 3e-5)
+
+
+@pytest.mark.slow
+def test_saliency_map_through_export(tmp_path: Path) -> None:
+    """A gradient of a Keras model's class score w.r.t. its input (a saliency map: `add_any`
+    sums the cotangents) exports through `jaxport.export` to TFLite and TF.js; each artifact,
+    run again in its runtime on fresh inputs, matches `jax.grad` of the same model."""
+    import jaxport
+    from jaxport.verify.tfjs import shared_runner
+
+    x = keras.Input((6, 6, 2))
+    h = keras.layers.Conv2D(4, 3, activation="relu")(x)
+    h = keras.layers.Dense(5, activation="tanh")(keras.layers.Flatten()(h))
+    model = keras.Model(x, keras.layers.Dense(3)(h + keras.layers.Dense(5)(keras.layers.Flatten()(x))))
+    params = [np.asarray(v.value) for v in model.trainable_variables]
+
+    def saliency(p, images):
+        score = lambda v: model.stateless_call(p, [], v)[0][:, 1].sum()  # noqa: E731
+        return {"grad": jax.grad(score)(images)}
+
+    report = jaxport.export(saliency, params, inputs={"images": "f32[b,6,6,2]"}, targets=["tflite", "tfjs"], out_dir=tmp_path)
+    for target in ("tflite", "tfjs"):
+        assert report["targets"][target]["status"] == "ok", report["targets"][target]["error"]
+    assert report["targets"]["tflite"]["source"] == "lowered", report["targets"]["tflite"]
+    images = np.random.default_rng(7).standard_normal((2, 6, 6, 2)).astype(np.float32)
+    want = np.asarray(jax.jit(saliency)(params, images)["grad"])
+    assert np.abs(want).max() > 0
+    got_lite = TfliteRunner(tmp_path / report["targets"]["tflite"]["path"]).run("serving_default", {"images": images})
+    got_js = shared_runner().run(tmp_path / report["targets"]["tfjs"]["path"], {"images": images})
+    np.testing.assert_allclose(got_lite["grad"], want, atol=1e-5, rtol=1e-4)
+    np.testing.assert_allclose(got_js["grad"], want, atol=1e-5, rtol=1e-4)

@@ -11,7 +11,7 @@ import pytest
 from jax import lax
 
 from jaxport.errors import LoweringError
-from jaxport.lowering import RULES, coverage_table, lower_program
+from jaxport.lowering import REFUSALS, RULES, coverage_table, lower_program
 from tests.lowering.harness import program
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "lowering.md"
@@ -54,6 +54,31 @@ def test_unsupported_form_names_the_param() -> None:
         lower_program(prog)
     where = f"{__file__}:{_line_of('marker: bad-form')}"
     assert str(info.value) == f"primitive conv_general_dilated (batch_group_count=2) at {where} has no lowering"
+
+
+def _fn_with_linalg(p, x):
+    spd = x @ x.T + 4.0 * jnp.eye(3)
+    return {"y": jnp.linalg.cholesky(spd)}  # marker: linalg
+
+
+@pytest.mark.parametrize("target", ["tflite", "tfjs"])
+def test_linear_algebra_is_refused_by_name(tmp_path, target: str) -> None:
+    """A decomposition fails the lowering with its own reason and hint, the user's line, and
+    inside `jaxport.export` as a named error of the target (never an internal error)."""
+    import jaxport
+
+    assert "cholesky" in REFUSALS and "cholesky" not in RULES
+    with pytest.raises(LoweringError) as info:
+        lower_program(program(_fn_with_linalg, {"x": "f32[3,3]"}))
+    lines, first = inspect.getsourcelines(_fn_with_linalg)
+    where = f"{__file__}:{first + next(i for i, t in enumerate(lines) if 'marker: linalg' in t)}"
+    assert str(info.value).startswith(f"primitive cholesky (") and f"at {where} has no lowering: linear algebra (Cholesky)" in str(info.value)
+    assert "savedmodel" in info.value.hint
+    report = jaxport.export(_fn_with_linalg, None, inputs={"x": "f32[3,3]"}, targets=[target], out_dir=tmp_path)
+    error = report["targets"][target]["error"]
+    assert report["targets"][target]["status"] != "ok" or target == "tflite", report["targets"][target]
+    if error is not None:
+        assert error["code"] != "internal", error
 
 
 def test_constants_fold_and_params_stay_variables() -> None:

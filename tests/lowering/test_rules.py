@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
+from jax._src.lax import lax as lax_internal
 
 from tests.lowering.harness import check_program, op_types, program, runtime_params
 
@@ -74,6 +75,40 @@ def _reduce_precision(x):
     v = jnp.concatenate([x * 0 + _RP_SPECIAL, x * 1e5, x * 1e-5, x * 3], axis=1)
     return tuple(lax.reduce_precision(v, e, m) for e, m in _RP_FORMS)
 
+def _total_order(x, y):
+    """IEEE total order (the compares jnp.searchsorted and jnp.digitize emit): signed zeros and
+    NaNs (positive, as JAX's callers canonicalize them) against everything."""
+    v = jnp.concatenate([x * 0.0, jnp.where(jnp.isnan(_with_nans(x)), jnp.nan, _with_nans(x)), x], axis=1)
+    w = jnp.concatenate([y * 0.0, x * 0.0, jnp.where(x > 0.5, jnp.nan, y)], axis=1)
+    return (lax_internal.lt_to_p.bind(v, w), lax_internal.le_to_p.bind(v, w), lax_internal.eq_to_p.bind(v, w),
+            lax_internal.lt_to_p.bind(w, v), lax_internal.eq_to_p.bind(v, v))
+
+
+def _search(x, y):
+    edges = jnp.sort(y[0, 0])
+    return (jnp.searchsorted(edges, x), jnp.searchsorted(edges, x, side="right"), jnp.digitize(x, edges),
+            jnp.digitize(x, edges[::-1], right=True), jnp.searchsorted(edges, jnp.round(x)),
+            jnp.searchsorted(edges, _with_nans(x)), jnp.searchsorted(edges.at[2].set(0.0), x * 0.0, side="right"))
+
+
+def _bitcasts(x, i):
+    return (lax.bitcast_convert_type(x, jnp.int32), jnp.copysign(jnp.abs(x) + 1, x - 0.3),
+            lax.bitcast_convert_type(i * 12345679, jnp.float32), lax.bitcast_convert_type(x, jnp.uint8),
+            lax.bitcast_convert_type(lax.bitcast_convert_type(x, jnp.uint8), jnp.float32))
+
+
+def _multi_key_sort(x, i):
+    ties = jnp.round(x * 2)  # many equal primary keys
+    return (jnp.lexsort((x, ties), axis=-1), *lax.sort((ties, x), dimension=1, num_keys=2),
+            *lax.sort((i, i // 3, x[:, 0, :4]), num_keys=2), lax.sort((ties, jnp.round(x), x), dimension=2, num_keys=3)[2],
+            jnp.lexsort((i % 2, i // 4)))
+
+
+def _approx_top_k(x):
+    return (*lax.approx_max_k(x, 3), *lax.approx_min_k(x, 2, reduction_dimension=1),
+            *lax.approx_max_k(x, 2, aggregate_to_topk=False), *lax.approx_min_k(jnp.round(x), 4))
+
+
 conv = functools.partial(lax.conv_general_dilated)
 
 CASES = [
@@ -94,6 +129,12 @@ CASES = [
     case("erf_inv", lambda x: lax.erf_inv(jnp.tanh(x)), {"x": F}, atol=2e-5),
     case("round_even_away", lambda x: (jnp.round(x * 2), lax.round(x * 2, lax.RoundingMethod.AWAY_FROM_ZERO)), {"x": F}),
     case("reduce_precision", _reduce_precision, {"x": F}, atol=1e-37, rtol=0),  # exact but float32 subnormals
+    case("grad_add_any", lambda x, y: (jax.grad(lambda v: (jnp.sin(v) * v * y).sum())(x),
+                                       jax.jvp(lambda v: jnp.tanh(v) * v, (x,), (y,))[1]), {"x": F, "y": F}),
+    case("total_order_compare", _total_order, {"x": F, "y": F}),
+    case("searchsorted_digitize", _search, {"x": F, "y": F}),
+    case("bitcast_convert_type", _bitcasts, {"x": F, "i": "i32[b,4]"}, atol=0, rtol=0, int_range=(-1000, 1000),
+         gaps={"tfjs": "TF.js has no Bitcast"}),
     case("is_finite", lambda x: jnp.isfinite(jnp.log(x)), {"x": F}),
     case("integer_pow", lambda x: (x ** 2, x ** 3, x ** 7, 1 / (x ** 2 + 1), lax.integer_pow(x + 3, -2)), {"x": F}, atol=1e-4),
     case("pow", lambda x, y: jnp.power(jnp.abs(x) + 0.1, y), {"x": F, "y": F}, atol=1e-4),
@@ -128,6 +169,8 @@ CASES = [
     case("argmax_argmin", lambda x: (jnp.argmax(x, 1), jnp.argmin(x, -1), jnp.argmax(x.reshape(x.shape[0], -1), 1)), {"x": F}),
     case("cumulative", lambda x: (jnp.cumsum(x, 1), jnp.cumprod(x, 2), lax.cummax(x, 1), lax.cummin(x, 2, reverse=True), lax.cumsum(x, 2, reverse=True), lax.cumlogsumexp(x, 1)), {"x": F}, atol=1e-4),
     case("sort_nan_last", _nan_sorts, {"x": F}),
+    case("sort_multi_key", _multi_key_sort, {"x": F, "i": "i32[b,4]"}),
+    case("approx_top_k", _approx_top_k, {"x": F}),
     case("sort_topk", lambda x: (jnp.sort(x, 1), jnp.sort(x, -1), jnp.argsort(x, -1), lax.top_k(x, 3)[0], lax.top_k(x, 2)[1], jnp.sort(x, 0)), {"x": F}),
     # pooling
     case("max_pool", lambda x: (lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "SAME"), lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID"), lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 1, 1), (1, 1, 1, 1), ((0, 0), (2, 0), (0, 0), (0, 0)))), {"x": "f32[b,7,8,3]"}),
@@ -160,6 +203,11 @@ CASES = [
     case("cond", lambda p, x: (lax.cond(p[0], lambda v: v * 2, lambda v: v - 1, x), lax.switch(jnp.abs(p[1]).astype(jnp.int32) % 3, [jnp.sin, jnp.cos, jnp.tanh], x)), {"p": "f32[2]", "x": F}),
     case("fori_unrolled", lambda x: lax.fori_loop(0, 4, lambda i, v: v * 0.5 + i, x), {"x": F}),
     case("while_dynamic", lambda x: lax.while_loop(lambda c: c[1] < 10.0, lambda c: (c[0] * 1.5, c[1] + jnp.abs(c[0]).sum() + 1), (x, 0.0))[0], {"x": F}, atol=1e-3),
+    case("while_batched_condition", lambda x: (
+        jax.vmap(lambda v: lax.while_loop(lambda c: jnp.mean(c) < 3.0, lambda c: c + 1.0, v))(x),
+        jax.vmap(lambda v: lax.while_loop(lambda c: c[1] < jnp.abs(v[0, 0]) * 3, lambda c: (c[0] * 1.1, c[1] + 1), (v, 0)))(x)[0],
+        jax.vmap(lambda n: lax.fori_loop(0, n, lambda i, a: a + i, 0))(jnp.arange(x.shape[0]) + 2)), {"x": F}, atol=1e-4),
+    case("while_captured", lambda x: lax.while_loop(lambda v: v.sum() < 30, lambda v: v + jnp.abs(x) * 10 + 1, x), {"x": F}, atol=1e-3),
     case("scan", lambda x, c: lax.scan(lambda h, t: (jnp.tanh(h + t), h * 2), c, x.transpose(1, 0, 2)), {"x": F, "c": "f32[b,6]"}),
     case("scan_reverse_long", lambda x: lax.scan(lambda h, t: (h + t, h), jnp.zeros(()), x, reverse=True, length=200), {"x": "f32[200]"}, sizes=[{}]),
     case("scan_symbolic_length", lambda x: lax.cumsum(x, 0) + lax.scan(lambda h, t: (h + t, h * t), jnp.zeros(x.shape[1:]), x)[1], {"x": "f32[b,3]"}),
