@@ -32,6 +32,8 @@ const OPTIONS = [
   { key: "batch_sizes", group: "Verification", label: "Batch sizes", kind: "integers",
     min: 1, default: [1, 3] },
   { key: "seed", group: "Verification", label: "Input seed", kind: "integer", min: 0, default: 0 },
+  { key: "reference_timeout", group: "Verification", label: "Reference time limit (s)",
+    kind: "number", min: 1, default: 300 },
   { key: "name", group: "Job", label: "Name", kind: "text", default: null,
     placeholder: "optional label; also makes a fresh conversion" },
 ];
