@@ -96,10 +96,16 @@ def composite(set_archive: Path, models_dir: Path,
     return _convert(reference, set_archive, tmp_path_factory.mktemp("set") / "out")
 
 
-def _inputs(name: str, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _input_name(model: object) -> str:
+    """A one-input functional model's input name: its InputLayer's, which the saved model's
+    input carries (Keras numbers them per process: input_layer_5)."""
+    return model.layers[0].name
+
+
+def _inputs(name: str, model: object, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Inputs none of the verification cases used (batch 2, sequence length 7)."""
     if name == "cnn":
-        return {"input_layer": rng.uniform(-1, 1, (batch, 32, 32, 3)).astype("float32")}
+        return {_input_name(model): rng.uniform(-1, 1, (batch, 32, 32, 3)).astype("float32")}
     if name == "bert":
         mask = (np.arange(7) < np.array([[7], [4]])[:batch]).astype("int32")
         return {"token_ids": rng.integers(0, 50, (batch, 7)).astype("int32"),
@@ -110,7 +116,7 @@ def _inputs(name: str, batch: int, rng: np.random.Generator) -> dict[str, np.nda
 def _keras_reference(name: str, model: object, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     if name == "composite":
         return model(inputs)
-    out = model(inputs if name == "bert" else inputs["input_layer"])
+    out = model(inputs if name == "bert" else inputs[_input_name(model)])
     return {k: np.asarray(v) for k, v in out.items()} if isinstance(out, dict) else {"_": np.asarray(out)}
 
 
@@ -134,7 +140,7 @@ def test_litertjs_parity_beside_litert(name: str, request: pytest.FixtureRequest
         assert isinstance(signature["inputs"]["token_ids"]["shape"][1], str)
 
     # Independent of the engine's JAX path: new inputs, the Keras models called directly.
-    inputs = _inputs(name, 2, np.random.default_rng(7))
+    inputs = _inputs(name, model, 2, np.random.default_rng(7))
     assert set(inputs) == set(signature["inputs"])
     want = _keras_reference(name, model, inputs)
     if "_" in want:
@@ -173,7 +179,8 @@ def test_perturbed_tflite_fails_litertjs_parity_and_the_target(cnn: Converted, t
     good = cnn.out / "model.tflite"
     bad = _perturbed(good, tmp_path / "perturbed.tflite")
     x = np.random.default_rng(3).uniform(-1, 1, (1, 32, 32, 3)).astype("float32")
-    ok, wrong = (TfliteRunner(p).run("serving_default", {"input_layer": x}) for p in (good, bad))
+    feed = {_input_name(cnn.model): x}
+    ok, wrong = (TfliteRunner(p).run("serving_default", feed) for p in (good, bad))
     key = next(iter(ok))
     assert np.abs(ok[key] - wrong[key]).max() > 0.1 * np.abs(ok[key]).max()  # really perturbed
 
