@@ -59,9 +59,10 @@ it is up to date.
 """
 
 
-def coverage_table() -> str:
+def coverage_table(peer_rates: Path = PEER_RATES) -> str:
     """Markdown: one section per rule family, one row per primitive with its supported forms,
-    then the refused primitives with the reason."""
+    then the refused primitives with the reason, then the peer corpus's pass rates when the
+    `peer_rates` CSV exists (a checkout's docs/; an installed package has none)."""
     lines = [_HEADER]
     families = sorted({r.family for r in RULES.values()})
     for family in families:
@@ -73,8 +74,8 @@ def coverage_table() -> str:
     lines += ["## refused", "", "| primitive | why |", "|---|---|"]
     lines += [f"| `{name}` | {REFUSALS[name].why} |" for name in sorted(REFUSALS)]
     lines.append("")
-    if PEER_RATES.exists():
-        lines += _peer_rates(PEER_RATES.read_text().splitlines())
+    if peer_rates.exists():
+        lines += _peer_rates(peer_rates.read_text().splitlines())
     return "\n".join(lines)
 
 

@@ -111,6 +111,13 @@ def _approx_top_k(x):
 
 conv = functools.partial(lax.conv_general_dilated)
 
+# JAX 0.12 wraps jnp.searchsorted's bisection in `call_hi_primitive`, which has no rule yet
+# (the newest lane runs this harness on JAX 0.12; the locked JAX 0.10 lowers it).
+_JAX_0_12 = tuple(int(p) for p in jax.__version__.split(".")[:2]) >= (0, 12)
+_SEARCHSORTED_GAPS = ({rt: "JAX 0.12's searchsorted is a call_hi_primitive: no lowering rule yet"
+                       for rt in ("tf", "tfjs", "tflite")} if _JAX_0_12 else None)
+
+
 CASES = [
     # elementwise, float
     *[case(n, getattr(jnp, n) if hasattr(jnp, n) else getattr(lax, n), {"x": F}) for n in
@@ -132,7 +139,7 @@ CASES = [
     case("grad_add_any", lambda x, y: (jax.grad(lambda v: (jnp.sin(v) * v * y).sum())(x),
                                        jax.jvp(lambda v: jnp.tanh(v) * v, (x,), (y,))[1]), {"x": F, "y": F}),
     case("total_order_compare", _total_order, {"x": F, "y": F}),
-    case("searchsorted_digitize", _search, {"x": F, "y": F}),
+    case("searchsorted_digitize", _search, {"x": F, "y": F}, gaps=_SEARCHSORTED_GAPS),
     case("bitcast_convert_type", _bitcasts, {"x": F, "i": "i32[b,4]"}, atol=0, rtol=0, int_range=(-1000, 1000),
          gaps={"tfjs": "TF.js has no Bitcast"}),
     case("is_finite", lambda x: jnp.isfinite(jnp.log(x)), {"x": F}),
