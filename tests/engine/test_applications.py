@@ -92,6 +92,12 @@ class Case:
     # The ONNX target's error (a part of it), where jax2onnx cannot convert the model yet: the
     # case then checks that onnx fails with exactly that, and the other targets as usual.
     onnx_gap: str | None = None
+    # Why the case leaves ONNX out (sampled for CI time: the other families cover the target).
+    no_onnx: str | None = None
+
+    @property
+    def targets(self) -> list[str]:
+        return [t for t in TARGETS if t != "onnx"] if self.no_onnx else TARGETS
 
 
 CASES: dict[str, Case] = {
@@ -113,7 +119,9 @@ CASES: dict[str, Case] = {
     "xception": Case(_app(keras.applications.Xception, size=71), slow=True),
     "inception_v3": Case(_app(keras.applications.InceptionV3, size=75), slow=True),
     "inception_resnet_v2": Case(_app(keras.applications.InceptionResNetV2, size=75), slow=True),
-    "nasnet_mobile": Case(_app(keras.applications.NASNetMobile), slow=True),
+    "nasnet_mobile": Case(_app(keras.applications.NASNetMobile), slow=True,
+                          no_onnx="jax2onnx takes ~12 min of the lane's 2 cores on NASNet alone "
+                                  "(it converted with parity 2.4e-6 when last run)"),
     "vgg16": Case(_vgg16),
     "conv1d": Case(_stack((20, 4), lambda: L.Conv1D(8, 3, padding="causal", dilation_rate=2,
                                                     activation="relu"),
@@ -189,11 +197,11 @@ def test_converts_with_parity(name: str, tmp_path: Path,
     report: dict = {"targets": {}}
     try:
         path = zoo.save(CASES[name].build(), tmp_path / f"{name}.keras")
-        report = convert_archive(path, tmp_path / "out", ConvertOptions(targets=TARGETS))
+        report = convert_archive(path, tmp_path / "out", ConvertOptions(targets=CASES[name].targets))
     finally:
         errors = {t: (r.get("parity") or {}).get("max_rel_err") for t, r in report["targets"].items()}
         timings[name] = (time.perf_counter() - t0, time.process_time() - c0, errors)
-    results = {t: report["targets"][t] for t in TARGETS}
+    results = {t: report["targets"][t] for t in CASES[name].targets}
     gap = CASES[name].onnx_gap
     if gap:
         onnx = results.pop("onnx")
