@@ -20,9 +20,13 @@ DTYPES: dict[str, np.dtype] = {
     "f32": np.dtype("float32"),
     "f16": np.dtype("float16"),
     "bf16": np.dtype(ml_dtypes.bfloat16),  # numpy has none; ml_dtypes comes with jax
+    "i8": np.dtype("int8"),
+    "i16": np.dtype("int16"),
     "i32": np.dtype("int32"),
     "i64": np.dtype("int64"),
     "u8": np.dtype("uint8"),
+    "u16": np.dtype("uint16"),
+    "u32": np.dtype("uint32"),
     "bool": np.dtype("bool"),
 }
 _SPEC_RE = re.compile(r"^\s*([a-z0-9]+)\s*\[\s*(.*?)\s*\]\s*$")

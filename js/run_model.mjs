@@ -41,6 +41,9 @@ const MAX_MODELS = 4;
 const models = new Map(); // dir -> {version, model, weights}, in least-recently-used order
 
 const TYPED = { float32: Float32Array, int32: Int32Array, bool: Uint8Array };
+// Outputs may also be complex64: TF.js reads them as interleaved (re, im) float32 pairs, which
+// is numpy's complex64 layout.
+const OUTPUT_TYPED = { ...TYPED, complex64: Float32Array };
 
 /** An IOHandler reading model.json and its weight shards from `dir` (no fetch, no http). */
 function fileHandler(dir) {
@@ -104,10 +107,10 @@ function decode(name, { dtype, shape, data }) {
 }
 
 async function encode(tensor) {
-  if (!(tensor.dtype in TYPED)) throw new Error(`output dtype ${tensor.dtype} is not supported`);
+  if (!(tensor.dtype in OUTPUT_TYPED)) throw new Error(`output dtype ${tensor.dtype} is not supported`);
   // The cpu backend may hold a bool or int tensor in another typed array than its dtype's
   // (e.g. bool values in an Int32Array): re-pack so the bytes match the dtype on the wire.
-  const Typed = TYPED[tensor.dtype];
+  const Typed = OUTPUT_TYPED[tensor.dtype];
   const raw = await tensor.data();
   const values = raw instanceof Typed ? raw : Typed.from(raw);
   const bytes = Buffer.from(values.buffer, values.byteOffset, values.byteLength);

@@ -198,7 +198,7 @@ class Lowerer:
             name not in _NO_FOLD
             and all(isinstance(x, np.ndarray) for x in invals)
             and not eqn.effects
-            and all(is_static(a.shape) for a in out_avals if hasattr(a, "shape"))
+            and all(is_static(a.shape) for a in in_avals + out_avals if hasattr(a, "shape"))
             and sum(int(np.prod(a.shape)) for a in out_avals if hasattr(a, "shape")) <= _FOLD_MAX_ELEMENTS
         ):
             return self._fold(eqn, invals, in_avals, out_avals, elementwise=rule is not None and rule.kind == "elementwise")

@@ -1,5 +1,5 @@
 """Calls and control flow: jit, closed_call, call (eval_jaxpr), custom_jvp_call, custom_vjp_call,
-remat (checkpoint), cond, while, scan, optimization_barrier, device_put.
+custom_linear_solve, remat (checkpoint), cond, while, scan, optimization_barrier, device_put.
 
 Calls are inlined. `cond` evaluates every branch and selects (no TF control flow), since the
 branches are pure. `while` loops whose condition folds to a constant (fori_loop-style counters)
@@ -81,6 +81,16 @@ def _custom_vjp_call(ctx: Ctx, *args: Value, call_jaxpr: jcore.ClosedJaxpr, **_:
 @register(ad_checkpoint.remat_p, forms="inlined (rematerialization policy is irrelevant forward)", kind=R)
 def _remat(ctx: Ctx, *args: Value, jaxpr: Any, **_: Any) -> list[Value]:
     return ctx.call(jaxpr, args)
+
+
+@register("custom_linear_solve", forms="its solve function, inlined on the right-hand side (as JAX "
+          "evaluates it; the other functions only serve differentiation)", kind=R)
+def _custom_linear_solve(ctx: Ctx, *args: Value, const_lengths: Any, jaxprs: Any, **_: Any) -> list[Value]:
+    # args: the consts of matvec, vecmat, solve and transpose_solve (const_lengths), then b
+    before = int(const_lengths.matvec) + int(const_lengths.vecmat)
+    solve_consts = list(args[before:before + int(const_lengths.solve)])
+    b = list(args[sum(int(n) for n in const_lengths):])
+    return ctx.call(jaxprs.solve, solve_consts + b)
 
 
 @register("optimization_barrier", "device_put", forms="identity", kind=R)

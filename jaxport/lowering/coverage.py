@@ -37,9 +37,14 @@ How the graph is built:
   (`samples`) on which it ends.
 
 What the runtimes lack (the rule lowers, but the runtime cannot run the op; each is a strict
-xfail in `tests/lowering/test_rules.py`): TF.js has no bitwise ops or shifts, no NextAfter, no
-Bitcast (so no `jnp.copysign`, `frexp`, `ldexp`) and no float16 (a round trip through float16 does not round); LiteRT's builtin ops have no bitwise
-ops or shifts, no NextAfter and no integer MatMul. When the lowered graph does not convert to
+xfail in `tests/lowering/test_rules.py`): TF.js has no NextAfter, no Bitcast (so no
+`jnp.copysign`, `frexp`, `ldexp`) and no float16 (a round trip through float16 does not round); LiteRT's builtin ops have no
+NextAfter and no integer MatMul. Neither has bitwise ops or shifts on 64-bit and uint32
+integers (narrower ones are taken apart into bits with integer arithmetic: `bitwise`). `fft` is real
+arithmetic (MatMuls with cos/sin matrices) and its complex result a `Complex` of two float
+tensors that `real`, `imag`, `abs`, `conj` and `fft` read back, so a spectrogram has no complex
+tensor; LiteRT has no `Complex` op, so a complex *output* (or other complex arithmetic: `mul`,
+`add`, … emit TF's complex ops, which TF and TF.js run) does not convert. When the lowered graph does not convert to
 TFLite, the TFLite target falls back to the orbax path and says so in report.json.
 
 Known differences from XLA: a max-pooling window lying entirely in padding gives the lowest

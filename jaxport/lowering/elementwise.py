@@ -1,4 +1,4 @@
-"""Elementwise primitives: arithmetic, transcendental, comparison, logical, bitwise, select.
+"""Elementwise primitives: arithmetic, transcendental, comparison, select (bitwise ones: `bitwise.py`).
 
 All are `kind="elementwise"`: operands may be compact and TF's implicit (trailing-aligned)
 broadcasting does the rest. `max(x, 0)` becomes `Relu` and `min(Relu(x), 6)` `Relu6`.
@@ -10,12 +10,11 @@ import ml_dtypes
 import numpy as np
 import tensorflow as tf
 
-from jaxport.lowering import patterns
+from jaxport.lowering import fft, patterns
 from jaxport.lowering.context import Ctx, Value, op_type
 from jaxport.lowering.registry import register
 
 E = "elementwise"
-_BITWISE = "bool (logical) and integer (bitwise; the TF.js converter has no bitwise ops)"
 
 
 def _dtype(x: Value) -> tf.DType:
@@ -44,14 +43,14 @@ def _unary(tf_fn):
 _SMALL = 2.0 ** -7  # below it, x ± x³/6 is exact to float32 (LiteRT's log1p/expm1 are not)
 
 
-def _small_or(x: Value, cubic_sign: float, big: Value) -> Value:
-    """`big`, or x + cubic_sign * x³/6 where |x| < _SMALL (the odd Taylor series of sinh/asinh)."""
-    small = x + tf.constant(cubic_sign / 6, x.dtype) * x * x * x
+def _small_or(x: Value, cubic: float, big: Value) -> Value:
+    """`big`, or x + cubic * x³ where |x| < _SMALL (the odd Taylor series of sinh/asinh/atanh)."""
+    small = x + tf.constant(cubic, x.dtype) * x * x * x
     return tf.where(tf.abs(x) < tf.constant(_SMALL, x.dtype), small, big)
 
 
 def _sinh(x: Value) -> Value:
-    return _small_or(x, 1.0, (tf.exp(x) - tf.exp(-x)) * tf.constant(0.5, x.dtype))
+    return _small_or(x, 1 / 6, (tf.exp(x) - tf.exp(-x)) * tf.constant(0.5, x.dtype))
 
 
 def _asinh(x: Value) -> Value:
@@ -59,7 +58,32 @@ def _asinh(x: Value) -> Value:
     zero `a` overflows or divides by zero."""
     a = tf.abs(x)
     inv = tf.math.reciprocal(a)
-    return _small_or(x, -1.0, tf.sign(x) * tf.math.log1p(a + a / (inv + tf.sqrt(1 + inv * inv))))
+    return _small_or(x, -1 / 6, tf.sign(x) * tf.math.log1p(a + a / (inv + tf.sqrt(1 + inv * inv))))
+
+
+def _one_minus_square_root(x: Value) -> Value:
+    """sqrt(1 - x²), as sqrt((1 - x)(1 + x)) (no cancellation near ±1); NaN for |x| > 1."""
+    one = tf.constant(1.0, x.dtype)
+    return tf.sqrt((one - x) * (one + x))
+
+
+def _acosh(x: Value) -> Value:
+    """log1p((x - 1) + sqrt((x - 1)(x + 1))) (exact near 1), log(2x) above 1e8 (where x² would
+    overflow); NaN below 1."""
+    one, big = tf.constant(1.0, x.dtype), tf.constant(1e8, x.dtype)
+    m = tf.minimum(x, big)  # no inf in the branch not taken (LiteRT's Select would pass it on)
+    near = tf.math.log1p((m - one) + tf.sqrt((m - one) * (m + one)))
+    # log(2x), scaled by 2**-64: LiteRT's Log is off (or inf) for inputs above ~1e19
+    far = tf.math.log(x * tf.constant(2.0 ** -64, x.dtype)) + tf.constant(65 * np.log(2.0), x.dtype)
+    return tf.where(x > big, far, near)
+
+
+def _atanh(x: Value) -> Value:
+    """sign(x) * log1p(2a / (1 - a)) / 2 with a = |x| (1 - a is exact near 1; ±inf at ±1, NaN
+    beyond), x + x³/3 near 0."""
+    a = tf.abs(x)
+    big = tf.sign(x) * tf.constant(0.5, x.dtype) * tf.math.log1p((a + a) / (tf.constant(1.0, x.dtype) - a))
+    return _small_or(x, 1 / 3, big)
 
 
 _UNARY = {
@@ -72,29 +96,33 @@ _UNARY = {
     "sin": tf.sin,
     "cos": tf.cos,
     "tan": tf.tan,
-    "asin": tf.asin,
-    "acos": tf.acos,
+    "asin": lambda x: tf.atan2(x, _one_minus_square_root(x)),  # no ASIN in TFLite
+    "acos": lambda x: tf.atan2(_one_minus_square_root(x), x),  # no ACOS in TFLite
     "atan": lambda x: tf.atan2(x, tf.ones_like(x)),  # TFLite has ATAN2, not ATAN
     "sinh": _sinh,  # no SINH in TFLite
     "cosh": lambda x: (tf.exp(x) + tf.exp(-x)) * tf.constant(0.5, x.dtype),  # no COSH in TFLite
     "asinh": _asinh,  # no ASINH in TFLite
-    "acosh": tf.acosh,
-    "atanh": tf.atanh,
+    "acosh": _acosh,  # no ACOSH in TFLite
+    "atanh": _atanh,  # no ATANH in TFLite
     "sqrt": tf.sqrt,
     "rsqrt": tf.math.rsqrt,
     "floor": tf.floor,
     "ceil": tf.math.ceil,
     "is_finite": tf.math.is_finite,
-    "lgamma": tf.math.lgamma,
-    "digamma": tf.math.digamma,
     "square": tf.square,
     "neg": tf.negative,
     "sign": tf.sign,
-    "abs": tf.abs,
-    "population_count": lambda x: tf.cast(tf.raw_ops.PopulationCount(x=x), x.dtype),
 }
 for _name, _fn in _UNARY.items():
-    register(_name, forms="float operands" if _name not in ("neg", "sign", "abs", "square", "population_count") else "int and float operands", kind=E)(_unary(_fn))
+    register(_name, forms="float operands" if _name not in ("neg", "sign", "square") else "int and float operands", kind=E)(_unary(_fn))
+
+
+@register("abs", forms="int, float and complex operands (complex: sqrt(re² + im²) of its parts; LiteRT has no ComplexAbs)", kind=E)
+def _abs(ctx: Ctx, x: Value, **_: object) -> Value:
+    if not _dtype(x).is_complex:
+        return tf.abs(x)
+    re, im = fft.split(x)
+    return tf.sqrt(re * re + im * im) if im is not None else tf.abs(re)
 
 
 @register("exp2", forms="float operands", kind=E)
@@ -192,11 +220,6 @@ def _round(ctx: Ctx, x: Value, rounding_method: object = 0, **_: object) -> Valu
     if int(rounding_method) == 0:
         return tf.sign(x) * tf.floor(tf.abs(x) + tf.constant(0.5, _dtype(x)))
     ctx.refuse("rounding_method", rounding_method)
-
-
-@register("not", forms=_BITWISE, kind=E)
-def _not(ctx: Ctx, x: Value, **_: object) -> Value:
-    return tf.logical_not(x) if _is_bool(x) else tf.bitwise.invert(x)
 
 
 @register("add", forms="all dtypes", kind=E)
@@ -328,18 +351,6 @@ def _nextafter(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
     return tf.math.nextafter(x, y)
 
 
-def _logical(logical, bitwise):
-    def rule(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
-        return logical(x, y) if _is_bool(x) else bitwise(x, y)
-
-    return rule
-
-
-register("and", forms=_BITWISE, kind=E)(_logical(tf.logical_and, tf.bitwise.bitwise_and))
-register("or", forms=_BITWISE, kind=E)(_logical(tf.logical_or, tf.bitwise.bitwise_or))
-register("xor", forms=_BITWISE, kind=E)(_logical(tf.math.logical_xor, tf.bitwise.bitwise_xor))
-
-
 def _compare(tf_fn):
     def rule(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
         return tf_fn(x, y)
@@ -386,28 +397,6 @@ def _bitcast_convert_type(ctx: Ctx, x: Value, new_dtype: object) -> Value:
     if dt == tf.bool or _is_bool(x):
         ctx.refuse("new_dtype", np.dtype(new_dtype).name, "bool has no bit layout to reinterpret")
     return tf.bitcast(tf.convert_to_tensor(x), dt)
-
-
-@register("shift_left", forms="integer operands (not in TF.js)", kind=E)
-def _shift_left(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
-    return tf.bitwise.left_shift(x, y)
-
-
-@register("shift_right_arithmetic", forms="signed integer operands (not in TF.js)", kind=E)
-def _shift_right_arithmetic(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
-    return tf.bitwise.right_shift(x, y)
-
-
-_UNSIGNED = {tf.int8: tf.uint8, tf.int16: tf.uint16, tf.int32: tf.uint32, tf.int64: tf.uint64}
-
-
-@register("shift_right_logical", forms="integer operands (not in TF.js)", kind=E)
-def _shift_right_logical(ctx: Ctx, x: Value, y: Value, **_: object) -> Value:
-    dt = _dtype(x)
-    if dt in _UNSIGNED:
-        u = _UNSIGNED[dt]
-        return tf.bitcast(tf.bitwise.right_shift(tf.bitcast(tf.convert_to_tensor(x), u), tf.bitcast(tf.convert_to_tensor(y), u)), dt)
-    return tf.bitwise.right_shift(x, y)
 
 
 @register("select_n", forms="bool predicate with 2 cases, int32 predicate with any number of cases", kind=E)

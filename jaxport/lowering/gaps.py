@@ -23,6 +23,12 @@ def _integer_operands(eqn: Any) -> bool:
                if hasattr(v.aval, "dtype"))
 
 
+def _wide_integer_operands(eqn: Any) -> bool:
+    """Integers the bitwise rules do not take apart into bits (`bitwise.py`): int64, uint64."""
+    return any(np.dtype(v.aval.dtype) in (np.dtype(np.int64), np.dtype(np.uint64))
+               for v in eqn.invars if hasattr(v.aval, "dtype"))
+
+
 def _to_float16(eqn: Any) -> bool:
     return np.dtype(eqn.params.get("new_dtype", np.float32)) == np.float16
 
@@ -43,10 +49,11 @@ RUNTIME_GAPS: tuple[RuntimeGap, ...] = (
     RuntimeGap("tfjs", frozenset({"nextafter"}), "TF.js has no NextAfter"),
     RuntimeGap("tfjs", frozenset({"bitcast_convert_type"}), "TF.js has no Bitcast"),
     RuntimeGap("tflite", frozenset({"nextafter"}), "LiteRT has no NextAfter builtin"),
-    RuntimeGap("tfjs", _BITWISE, "TF.js has no bitwise ops or shifts", _integer_operands),
+    RuntimeGap("tfjs", _BITWISE, "TF.js has no bitwise ops or shifts (for 64-bit integers)",
+               _wide_integer_operands),
     RuntimeGap("tflite", frozenset({"and", "or", "not", "shift_left", "population_count"}),
-               "LiteRT has no BitwiseAnd/Or, Invert, LeftShift, PopulationCount",
-               _integer_operands),
+               "LiteRT has no BitwiseAnd/Or, Invert, LeftShift, PopulationCount (for 64-bit integers)",
+               _wide_integer_operands),
     RuntimeGap("tfjs", frozenset({"convert_element_type"}),
                "TF.js has no float16 (a cast to float16 and back does not round)", _to_float16),
     RuntimeGap("tflite", frozenset({"dot_general"}), "LiteRT has no integer MatMul",

@@ -1,4 +1,4 @@
-"""Indexing: gather, dynamic_slice, dynamic_update_slice, scatter-add, scatter.
+"""Indexing: gather, dynamic_slice, dynamic_update_slice, scatter (set, add, sub, mul, min, max).
 
 Out-of-bounds indices follow JAX: CLIP and PROMISE_IN_BOUNDS clamp the start so the whole
 slice is in bounds, FILL_OR_DROP returns the fill value for a gather (NaN for floats, the
@@ -281,3 +281,62 @@ def _scatter(ctx: Ctx, operand: Value, indices: Value, updates: Value, dimension
     first = tf.where(keep_rows, _column(idx, 0), tf.fill(tf.shape(idx)[:-1], n))
     idx = tf.concat([tf.expand_dims(first, -1), tf.gather(idx, tf.range(1, tf.shape(idx)[-1]), axis=-1)], axis=-1)
     return _restore(tf.tensor_scatter_nd_update(spare, idx, u)[:-1], front)
+
+
+@register("scatter-sub", forms="as scatter-add of the negated updates")
+def _scatter_sub(ctx: Ctx, operand: Value, indices: Value, updates: Value, **params: Any) -> Value:
+    return _scatter_add(ctx, operand, indices, -tf.convert_to_tensor(updates), **params)
+
+
+_DENSE_SCATTER_MAX = 1 << 24
+"""Most elements (updates × operand rows × window) a scatter-mul/min/max may spread out."""
+
+
+def _dense_scatter(combine: str):
+    """scatter-mul/min/max as a dense reduction: LiteRT has no ScatterNd but for sums and TF.js
+    no segment max/min/prod. Every update is compared with every row of the indexed dims (a
+    one-hot of updates × rows), the rows it misses take the operand's own value (max, min) or 1
+    (mul), and the reduction over the updates, combined with the operand, gives each row."""
+
+    def rule(ctx: Ctx, operand: Value, indices: Value, updates: Value, dimension_numbers: Any, mode: Any, **_: Any) -> Value:
+        x, idx, u, keep, front = _scatter_prepare(ctx, operand, indices, updates, dimension_numbers, mode)
+        k = int(idx.shape[-1])
+        rows = x.shape.as_list()[:k]
+        n = idx.shape[:-1].num_elements()
+        if None in rows or n is None:
+            ctx.refuse("shape", ctx.in_avals[0].shape, "only static indexed dims and number of updates")
+        window = x.shape.as_list()[k:]
+        m = int(np.prod(rows))
+        spread = n * m * int(np.prod([d for d in window if d is not None]))
+        if spread > _DENSE_SCATTER_MAX:
+            ctx.refuse("shape", ctx.in_avals[0].shape, f"{spread} elements spread out (updates × rows × window), "
+                       f"over {_DENSE_SCATTER_MAX}")
+        if None in window:  # a symbolic (batch) dim in the window
+            window = tf.shape(x)[k:]
+
+        def dims(*lead: int) -> list[int] | tf.Tensor:
+            return [*lead, *window] if isinstance(window, list) else tf.concat([tf.constant(lead, tf.int32), window], 0)
+
+        strides = np.cumprod([1] + rows[:0:-1])[::-1].astype(np.int32)
+        flat = tf.reduce_sum(tf.reshape(tf.cast(idx, tf.int32), [n, k]) * strides, -1)
+        hits = tf.equal(flat[:, None], tf.range(m, dtype=tf.int32)[None, :])  # (n, m)
+        if keep is not None:
+            hits = tf.logical_and(hits, tf.reshape(keep, [n, 1]))
+        hits = tf.reshape(hits, [n, m] + [1] * (len(x.shape) - k))
+        u = tf.reshape(u, dims(n, 1))
+        xr = tf.reshape(x, dims(1, m))
+        if combine == "mul":
+            out = xr[0] * tf.reduce_prod(tf.where(hits, u, tf.ones_like(u)), 0)
+        else:
+            reduce, pair = (tf.reduce_max, tf.maximum) if combine == "max" else (tf.reduce_min, tf.minimum)
+            out = pair(xr[0], reduce(tf.where(hits, u, xr), 0))
+        return _restore(tf.reshape(out, dims(*rows)), front)
+
+    return rule
+
+
+_DENSE_FORMS = (" as scatter-add, static indexed dims and number of updates, up to 2**24 elements of updates × rows × window "
+                "(a dense one-hot reduction: LiteRT has no such scatter, TF.js no segment reduction)")
+register("scatter-mul", forms="product" + _DENSE_FORMS)(_dense_scatter("mul"))
+register("scatter-max", forms="maximum" + _DENSE_FORMS)(_dense_scatter("max"))
+register("scatter-min", forms="minimum" + _DENSE_FORMS)(_dense_scatter("min"))

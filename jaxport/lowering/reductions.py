@@ -21,8 +21,25 @@ def _reduce(tf_fn, bool_fn=None):
     return rule
 
 
-register("reduce_sum", forms="any axes, numeric dtypes")(_reduce(tf.reduce_sum))
-register("reduce_prod", forms="any axes, numeric dtypes")(_reduce(tf.reduce_prod))
+_NARROW_INTS = (tf.int8, tf.int16, tf.uint8, tf.uint16, tf.uint32)
+
+
+def _wrapping(tf_fn):
+    """`tf_fn` on integers LiteRT cannot sum or multiply (8/16-bit, uint32) through int32: the
+    result modulo 2**width is the same, and the cast back wraps as XLA's arithmetic does."""
+    def fn(x: Value, axis: list[int]) -> tf.Tensor:
+        dt = tf.as_dtype(x.dtype)
+        if dt not in _NARROW_INTS:
+            return tf_fn(x, axis=axis)
+        return tf.cast(tf_fn(tf.cast(x, tf.int32), axis=axis), dt)
+
+    return fn
+
+
+register("reduce_sum", forms="any axes, numeric dtypes; 8/16-bit and uint32 integers summed in int32 "
+         "(wrapping)")(_reduce(_wrapping(tf.reduce_sum)))
+register("reduce_prod", forms="any axes, numeric dtypes; 8/16-bit and uint32 integers multiplied in "
+         "int32 (wrapping)")(_reduce(_wrapping(tf.reduce_prod)))
 register("reduce_max", forms="any axes; bool as any")(_reduce(tf.reduce_max, tf.reduce_any))
 register("reduce_min", forms="any axes; bool as all")(_reduce(tf.reduce_min, tf.reduce_all))
 register("reduce_and", forms="any axes, bool")(_reduce(tf.reduce_all))
@@ -267,3 +284,53 @@ def _approx_top_k(ctx: Ctx, x: Value, k: int, reduction_dimension: int, is_max_k
     if not is_static([kept]):
         ctx.refuse("k", k, "a symbolic number of kept elements")
     return _top_k_along(ctx, x, int(kept), reduction_dimension, largest=bool(is_max_k))
+
+
+_MONOIDS = {"add": ("sum", 0), "mul": ("prod", 1), "max": ("max", -np.inf), "min": ("min", np.inf)}
+"""A binary computation -> the reduction it makes and its identity (floats; ints below)."""
+
+
+def _monoid(ctx: Ctx, jaxpr: Any, init: Value) -> str:
+    """The reduction ("sum", "max", ...) a generic reduce's `jaxpr` computes: a single add, mul,
+    max or min of its two arguments, with `init` (a constant) its identity; refused otherwise."""
+    inner = getattr(jaxpr, "jaxpr", jaxpr)
+    eqns = inner.eqns
+    if (len(eqns) != 1 or eqns[0].primitive.name not in _MONOIDS or set(eqns[0].invars) != set(inner.invars)
+            or len(inner.invars) != 2 or list(inner.outvars) != list(eqns[0].outvars)):
+        ctx.refuse("jaxpr", inner, "only a single add, mul, max or min of the two arguments")
+    kind, identity = _MONOIDS[eqns[0].primitive.name]
+    dt = np.dtype(init.dtype)
+    if kind in ("max", "min") and dt.kind in "iu":
+        identity = np.iinfo(dt).min if kind == "max" else np.iinfo(dt).max
+    if not isinstance(init, np.ndarray) or not np.all(init == identity):
+        ctx.refuse("init_value", init, f"only the identity of {eqns[0].primitive.name} ({identity})")
+    return kind
+
+
+_REDUCE_OPS = {"sum": tf.reduce_sum, "prod": tf.reduce_prod, "max": tf.reduce_max, "min": tf.reduce_min}
+
+
+@register("reduce", forms="one operand, the computation a single add/mul/max/min (as that reduction), the init value its identity")
+def _reduce_generic(ctx: Ctx, *operands: Value, jaxpr: Any, dimensions: Sequence[int], **_: Any) -> Value:
+    if len(operands) != 2:
+        ctx.refuse("operands", len(operands) // 2, "only one operand")
+    x, init = operands
+    kind = _monoid(ctx, jaxpr, init)
+    axes = [int(a) for a in dimensions]
+    if tf.as_dtype(x.dtype) == tf.bool:
+        ctx.refuse("dtype", "bool", "only numeric operands")
+    return [_REDUCE_OPS[kind](x, axis=axes) if axes else x]  # reduce has a list of results
+
+
+@register("reduce_window", forms="one operand, the computation a single add/max/min with its identity as init value "
+          "(as reduce_window_sum/max/min)")
+def _reduce_window_generic(ctx: Ctx, *operands: Value, jaxpr: Any, consts: Any = (), **params: Any) -> Value:
+    if len(operands) != 2 or consts:
+        ctx.refuse("operands", len(operands) // 2, "only one operand and no consts")
+    x, init = operands
+    kind = _monoid(ctx, jaxpr, init)
+    if kind == "prod":
+        ctx.refuse("jaxpr", "mul", "no product pooling")
+    if kind == "sum" and not tf.as_dtype(x.dtype).is_floating:
+        ctx.refuse("dtype", tf.as_dtype(x.dtype).name, "sum pooling of floats only")
+    return [_pool(ctx, x, kind, **params)]  # a list of results, as reduce

@@ -89,7 +89,7 @@ def _reshape(ctx: Ctx, x: Value, *dyn: Value, new_sizes: Sequence[Any], dimensio
     kept = None if transposed else patterns.reshaped_keepdims(x, target)
     if kept is not None:
         return kept
-    if not transposed and is_static(target) and None not in shape_of(x):
+    if not transposed and is_static(target) and None not in shape_of(x) and len(shape_of(x)) <= len(target):
         if _strip_leading_ones(list(shape_of(x))) == _strip_leading_ones([int(d) for d in target]):
             return x  # e.g. a (C,) BatchNorm statistic reshaped to (1, 1, 1, C): already compact
     x = ctx.full(x, ctx.in_avals[0])

@@ -3,18 +3,21 @@
 Contract: `export_savedmodel(program, out_dir)` writes a SavedModel with one serving signature
 per program function, keyed by the function's name; signature inputs are named as the
 function's inputs with `None` for every symbolic dim; outputs are a dict keyed by the
-function's output names; params are variables.
+function's output names; params are variables. When TensorFlow cannot run the orbax
+SavedModel, the target ships the lowered plain-TF one instead, verified the same way, and says
+so (`source`, `source_reason`); see `_verify`.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
-from jaxport.errors import TargetError
+from jaxport.errors import LoweringError, TargetError
 from jaxport.program import Function, Program
-from jaxport.targets.base import BuildContext, Target, register
+from jaxport.targets.base import BuildContext, Target, Verdict, register
 from jaxport.verify.compare import Parity
 
 
@@ -81,11 +84,36 @@ def _build(ctx: BuildContext) -> tuple[Path, dict]:
     return path, {}
 
 
-def _verify(ctx: BuildContext, path: Path) -> Parity:
+def _parity(ctx: BuildContext, path: Path) -> Parity:
     from jaxport.verify.runtimes import SavedModelRunner
 
     runner = SavedModelRunner(path)
     return ctx.parity(lambda c: runner.run(c.function, c.inputs))
+
+
+def _verify(ctx: BuildContext, path: Path) -> Parity | Verdict:
+    """Parity of the orbax SavedModel in TF. When TF cannot run it (an `XlaCallModule` holding
+    StableHLO this TF does not know, such as the `vhlo.composite_v2` of `lax.top_k`), the
+    lowered plain-TF SavedModel of the same program takes its place at `path` when it lowers,
+    and is verified instead: `source` "lowered" and `source_reason` in report.json say so (the
+    orbax one moves to the work dir, where the TFLite fallback still finds it)."""
+    try:
+        return _parity(ctx, path)
+    except TargetError as orbax_exc:
+        reason = f"orbax SavedModel: {orbax_exc}"
+        try:
+            lowered = ctx.lowered_savedmodel()
+        except LoweringError as exc:
+            raise TargetError(f"{orbax_exc}; the lowered graph, the fallback: {exc}", orbax_exc.hint,
+                              stage="verify") from None
+    moved = ctx.work_dir / "orbax"
+    shutil.rmtree(moved, ignore_errors=True)
+    shutil.move(str(path), moved)
+    ctx._orbax = moved
+    shutil.copytree(lowered, path)
+    return Verdict(_parity(ctx, path), fields={"source": "lowered", "source_reason": reason},
+                   warnings=["TensorFlow cannot run the orbax SavedModel; the SavedModel is the "
+                             "lowered plain-TF graph instead (" + reason + ")"])
 
 
 register(Target("savedmodel", _build, _verify))

@@ -6,7 +6,8 @@ come back one per line, in order, with the request's `id`. The TF.js runner
 
 Arrays travel as `{"dtype", "shape", "data": base64 little-endian}` with wire dtypes float32,
 int32 and bool (1 byte): `encode_array` casts floats to float32 and integers to int32 (the
-dtypes both JS runtimes compute in), `decode_array` reads them back.
+dtypes both JS runtimes compute in), `decode_array` reads them back. Outputs may also be
+complex64 (interleaved float32 real and imaginary parts).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from jaxport.errors import TargetError
 JS_DIR = Path(os.environ.get("JAXPORT_JS_DIR", Path(__file__).resolve().parents[2] / "js"))
 INSTALL_HINT = "install the JS runtimes with `scripts/install-js` (runs `npm ci` in js/; needs Node >= 18)"
 
-WIRE_DTYPES = {"float32": np.dtype("<f4"), "int32": np.dtype("<i4"), "bool": np.dtype(np.bool_)}
+WIRE_DTYPES = {"float32": np.dtype("<f4"), "int32": np.dtype("<i4"), "bool": np.dtype(np.bool_),
+               "complex64": np.dtype("<c8")}
 _INT32 = np.iinfo(np.int32)
 
 

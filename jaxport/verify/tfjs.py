@@ -39,6 +39,7 @@ _SIGNATURE_DTYPES = {
     "DT_UINT32": np.uint32,
     "DT_UINT64": np.uint64,
     "DT_BOOL": np.bool_,
+    "DT_COMPLEX64": np.complex64,
 }
 
 

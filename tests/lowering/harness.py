@@ -101,7 +101,8 @@ def reference(prog: Program, name: str, inputs: dict[str, np.ndarray]) -> dict[s
 
 
 def assert_close(got: dict[str, np.ndarray], want: dict[str, np.ndarray], atol: float, rtol: float = 1e-4) -> float:
-    """Same keys, shapes, dtypes (kind) and values (NaNs in the same places); returns max abs err."""
+    """Same keys, shapes, dtypes (kind) and values (NaNs in the same places; complex values on
+    both parts, within atol + rtol·|want|); returns max abs err."""
     assert sorted(got) == sorted(want)
     worst = 0.0
     for k in want:
@@ -111,11 +112,13 @@ def assert_close(got: dict[str, np.ndarray], want: dict[str, np.ndarray], atol: 
         if w.dtype.kind in "biu":
             np.testing.assert_array_equal(g, w, err_msg=k)
             continue
-        np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), atol=atol, rtol=rtol, err_msg=k)
+        wide = np.complex128 if w.dtype.kind == "c" else np.float64  # complex: both parts count
+        g, w = g.astype(wide), w.astype(wide)
+        np.testing.assert_allclose(g, w, atol=atol, rtol=rtol, err_msg=k)
         if w.size:
             finite = np.isfinite(w)
             if finite.any():
-                worst = max(worst, float(np.max(np.abs(g[finite].astype(np.float64) - w[finite]))))
+                worst = max(worst, float(np.max(np.abs(g[finite] - w[finite]))))
     return worst
 
 

@@ -15,6 +15,10 @@ def test_inspect_names_exactly_the_measured_gaps(c) -> None:
     if _JAX_0_12 and c.id == "searchsorted_digitize":
         pytest.xfail("JAX 0.12's call_hi_primitive: inspect inlines it and misses that the "
                      "lowering has no rule for it")
+    if c.id == "fft_complex_outputs":
+        pytest.xfail("a complex *output* is a program-level gap (LiteRT has no Complex op), which "
+                     "the per-equation gap table cannot express: an fft whose parts are read back "
+                     "(a spectrogram) converts; inspect says the TFLite path is lowered")
     prog = program(lambda p, *xs: _out(c.op(*xs)), c.inputs)
     (function,) = inspect_program(prog)["functions"].values()
     found = {target for entry in function["primitives"].values() for target in entry["gaps"]}

@@ -29,7 +29,7 @@ def _line_of(marker: str) -> int:
 
 def _fn_without_rule(p, x):
     y = jnp.tanh(x)
-    return {"y": lax.igamma(y * y + 1, x * x + 1)}  # marker: no-rule
+    return {"y": lax.zeta(y * y + 2, x * x + 1)}  # marker: no-rule
 
 
 def _fn_with_unsupported_form(p, x, w):
@@ -37,13 +37,13 @@ def _fn_with_unsupported_form(p, x, w):
 
 
 def test_missing_rule_names_primitive_and_user_line() -> None:
-    assert "igamma" not in RULES
+    assert "zeta" not in RULES
     prog = program(_fn_without_rule, {"x": "f32[b,3]"})
     with pytest.raises(LoweringError) as info:
         lower_program(prog)
     msg = str(info.value)
     where = f"{__file__}:{_line_of('marker: no-rule')}"
-    assert msg == f"primitive igamma () at {where} has no lowering"
+    assert msg == f"primitive zeta () at {where} has no lowering"
     assert "docs/lowering.md" in info.value.hint
     assert info.value.code == "lowering_unsupported"
 
@@ -96,3 +96,14 @@ def test_coverage_doc_is_current() -> None:
     table = coverage_table(DOC.parent / "peer_corpus.csv")  # also where the package has no docs/
     assert "| `conv_general_dilated` |" in table and "| `gather` |" in table
     assert DOC.read_text() == table, "regenerate: python -m jaxport.lowering.coverage > docs/lowering.md"
+
+
+@pytest.mark.parametrize("fn,spec,why", [
+    (lambda p, x: {"y": jnp.fft.rfft(x).real}, "f32[2,2053]", "the prime length 2053 has no factorization"),
+    (lambda p, x: {"y": jnp.fft.fft(x, axis=0).imag}, "f32[b,3]", "a transform over a symbolic dimension"),
+], ids=["prime_over_2048", "symbolic_length"])
+def test_fft_refuses_lengths_without_a_constant_dft(fn, spec, why) -> None:
+    with pytest.raises(LoweringError) as info:
+        lower_program(program(fn, {"x": spec}))
+    assert str(info.value).startswith("primitive fft (fft_lengths=") and why in str(info.value)
+    assert info.value.hint

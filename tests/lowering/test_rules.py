@@ -109,6 +109,67 @@ def _approx_top_k(x):
             *lax.approx_max_k(x, 2, aggregate_to_topk=False), *lax.approx_min_k(jnp.round(x), 4))
 
 
+def _fft_real_outputs(x, y, s):
+    """RFFT and IRFFT over 1-3 axes, complex arithmetic and reshuffling between an fft and its
+    real/imag (as in Keras's STFT): real results, no complex tensor left."""
+    spec = jnp.fft.rfft(x)
+    long = jnp.fft.rfft(s)
+    return (spec.real, spec.imag, jnp.abs(jnp.fft.rfft2(x)), jnp.fft.rfftn(x.reshape(x.shape[0], 5, 2, 3), axes=(-3, -2, -1)).imag,
+            jnp.fft.irfft(lax.complex(x, y), n=10), jnp.fft.irfft(lax.complex(x, y), n=11),
+            jnp.fft.irfft2(jnp.fft.rfft2(x), s=(5, 6)), long.real, long.imag, jnp.fft.irfft(long, n=600),
+            jnp.fft.fft(lax.complex(x, y)).imag, jnp.fft.rfft(x, norm="ortho").imag,
+            jnp.real((jnp.fft.rfft(x) * (2 - 1j) / lax.complex(y[..., :4] + 3, x[..., :4])).transpose(0, 2, 1)[:, ::-1]),
+            jnp.imag(jnp.concatenate([jnp.fft.rfft(x) - 1j, -jnp.fft.rfft(y)], 1).reshape(x.shape[0], -1)))
+
+
+def _fft_complex_outputs(x, y, s):
+    """FFT and IFFT over 1-3 axes, of complex and of real operands, returned complex."""
+    z = lax.complex(x, y)
+    return (jnp.fft.fft(z), jnp.fft.ifft(z), jnp.fft.fft2(z), jnp.fft.ifftn(z.reshape(z.shape[0], 5, 3, 2), axes=(-3, -2, -1)),
+            jnp.fft.fft(x), jnp.fft.rfft(s), jnp.fft.ifft(jnp.fft.fft(lax.complex(s, s * 0.5))), jnp.conj(z))
+
+
+def _bits_forms(x, y, u):
+    """The bitwise rules' forms from bits: shift amounts outside [0, 32) (x and y hold -40..40),
+    the sign bit, uint8 (no arithmetic on it in the program: LiteRT has no uint8 Add)."""
+    y16 = jnp.int32(1) << (y & 15)  # every bit position up to 15, and big ones via x * y16
+    return (x << y, x >> y, lax.shift_right_logical(x, y), lax.shift_right_logical(x * y16 * y16, y & 31),
+            (x * y16 * y16) ^ (y << 31), ~(x | y), lax.population_count(x * y16), lax.clz(x * y16), lax.clz(y - y),
+            lax.reduce_xor_p.bind(x, axes=(1,)), lax.reduce_xor_p.bind(x > y, axes=(1,)),
+            u & (u << 1), u | (u >> 3), u ^ ~u, lax.population_count(u), lax.clz(u >> 2),
+            lax.shift_right_arithmetic(u, y.astype(jnp.uint8) & 7), x.astype(jnp.int8) << 5)
+
+
+_TRIG_EDGES = np.array([-1.0, 1.0, -0.999999, 0.9999999, 1e-30, -1e-8, 0.0, 1.5, -3.0, np.nan], np.float32)
+_ACOSH_EDGES = np.array([1.0, 1 + 1e-6, 1.0000001, 3e38, 1e9, 1e8, 0.5, -1.0, 2.0, 1e19], np.float32)
+
+
+def _narrow_ints(w, s, k):
+    """uint32 bitwise ops (values past 2**31 too: w**6 reaches 4e9) and sums of 8/16-bit and
+    uint32 integers that wrap around (LiteRT sums none of them natively)."""
+    big = w * w * w * w * w * w
+    return (w << s, big >> s, lax.shift_right_logical(big, s), big & ~s, w ^ (s << 31),
+            lax.population_count(big), lax.clz(w), jnp.sum(big, axis=1, dtype=jnp.uint32),
+            jnp.sum(k * k * k, axis=1, dtype=jnp.int16), jnp.sum(k, axis=1, dtype=jnp.int16))
+
+
+def _special(x, y):
+    """lgamma, digamma (both sides of 1/2, near poles), scaled Bessel functions (both branches
+    of i1e), incomplete gamma and beta (through JAX's own while_loop implementations)."""
+    a, b = jnp.abs(x) * 3 + 0.2, jnp.abs(y) * 3 + 0.2
+    return (lax.lgamma(x * 4), lax.digamma(x * 4), lax.bessel_i0e(x * 10), lax.bessel_i1e(x * 30),
+            lax.igamma(a, b), lax.igammac(a, b), lax.igamma_grad_a(a, b),
+            lax.betainc(a, b, jax.nn.sigmoid(x + y)))
+
+
+def _inverse_trig(x):
+    """asin, acos, atanh and acosh (rewritten for LiteRT) over their domains' edges: ±1, next to
+    1, tiny, outside (NaN), and huge (acosh: x² overflows, LiteRT's Log is off above ~1e19)."""
+    v = jnp.concatenate([x, x * 0 + _TRIG_EDGES], axis=1)
+    w = jnp.concatenate([jnp.abs(x) * 1e3 + 1, x * 0 + _ACOSH_EDGES], axis=1)
+    return jnp.arcsin(v), jnp.arccos(v), jnp.arctanh(v), jnp.arccosh(w), jnp.arccosh(jnp.abs(x) + 1)
+
+
 conv = functools.partial(lax.conv_general_dilated)
 
 # JAX 0.12 wraps jnp.searchsorted's bisection in `call_hi_primitive`, which has no rule yet
@@ -155,8 +216,7 @@ CASES = [
     case("activations", lambda x: (jax.nn.gelu(x), jax.nn.gelu(x, approximate=False), jax.nn.silu(x), jax.nn.softplus(x), jax.nn.elu(x), jax.nn.leaky_relu(x), jax.nn.hard_swish(x), jax.nn.softmax(x), jax.nn.log_softmax(x)), {"x": F}),
     # integers and bools
     case("int_arith", lambda x, y: (x + y, x - y, x * y, x // jnp.where(y == 0, 1, y), lax.div(x, jnp.where(y == 0, 1, y)), lax.rem(x, jnp.where(y == 0, 1, y)), jnp.maximum(x, y), -x, jnp.abs(x), jnp.sign(x), x ** 2), {"x": "i32[b,4]", "y": "i32[b,4]"}),
-    case("bitwise", lambda x, y: (x & y, x | y, x ^ y, ~x, x << 2, x >> 1, lax.shift_right_logical(x, jnp.full_like(x, 1)), lax.population_count(x)), {"x": "i32[b,4]", "y": "i32[b,4]"},
-         gaps={"tfjs": "TF.js has no bitwise ops", "tflite": "LiteRT has no BitwiseAnd/Or, Invert, LeftShift, PopulationCount"}),
+    case("bitwise", lambda x, y: (x & y, x | y, x ^ y, ~x, x << 2, x >> 1, lax.shift_right_logical(x, jnp.full_like(x, 1)), lax.population_count(x)), {"x": "i32[b,4]", "y": "i32[b,4]"}),
     case("logical", lambda p, q: (p & q, p | q, p ^ q, ~p), {"p": "bool[b,4]", "q": "bool[b,4]"}),
     case("convert", lambda x, i: (x.astype(jnp.int32), x.astype(bool), i.astype(jnp.float32), i.astype(bool), (x > 0).astype(jnp.float32), x.astype(jnp.float16).astype(jnp.float32)), {"x": F, "i": "i32[b,4]"},
          gaps={"tfjs": "TF.js has no float16: a cast to float16 and back does not round"}),
@@ -206,6 +266,25 @@ CASES = [
     case("dynamic_update_slice", lambda x, u, i: (lax.dynamic_update_slice(x, u, (0, i[0], i[1])), x.at[:, 2].set(7.0)), {"x": F, "u": "f32[1,2,3]", "i": "i32[2]"}, int_range=(-2, 7)),
     case("scatter_add", lambda x, i, u: (x.at[:, i].add(u), jnp.zeros((8,)).at[i].add(1.0), x.at[i[0], 1].add(u[0, 0])), {"x": F, "i": "i32[4]", "u": "f32[b,4,6]"}, sizes=[{"b": 2}], int_range=(-6, 7)),
     case("scatter_set", lambda x, u: x.at[:, jnp.array([3, 9, 0])].set(u), {"x": F, "u": "f32[b,3,6]"}),
+    # corpus gaps: forms of the peer corpus (bench/peer_corpus.py) LiteRT or TF.js could not run
+    case("bitwise_from_bits", _bits_forms, {"x": "i32[b,4]", "y": "i32[b,4]", "u": "u8[b,4]"}, int_range=(-40, 40)),
+    case("uint32_bits_and_narrow_sums", _narrow_ints, {"w": "u32[b,4]", "s": "u32[b,4]", "k": "i16[b,4]"},
+         int_range=(0, 40)),
+    case("custom_linear_solve", lambda b, m: lax.custom_linear_solve(
+        lambda x: m * x, b, solve=lambda matvec, y: y / m, transpose_solve=lambda vecmat, y: y / m),
+         {"b": "f32[b,4]", "m": "f32[4]"}),
+    case("special_functions", _special, {"x": "f32[b,8]", "y": "f32[b,8]"}, atol=1e-4, rtol=1e-3),
+    case("inverse_trig_edges", _inverse_trig, {"x": "f32[b,10]"}, atol=1e-6, rtol=1e-4),
+    case("scatter_mul_min_max_sub", lambda x, i, u: (
+        x.at[:, i].max(u), x.at[:, i].min(u), x.at[:, i].multiply(u), x.at[:, i].subtract(u), jnp.zeros((8,)).at[i].max(u[0, :, 0]),
+        x.at[:, 1, i[0]].min(u[:, 0, 0], mode="drop"), (i * 2).at[i % 4].mul(i + 1), jnp.ones((4, 5)).at[i % 4, i % 5].min(u[0, :, 1])),
+        {"x": F, "i": "i32[4]", "u": "f32[b,4,6]"}, sizes=[{"b": 2}], int_range=(-6, 7)),
+    case("generic_reduce", lambda x, i: (
+        lax.reduce(x, -jnp.inf, lambda a, b: jnp.maximum(a, b), (1,)), lax.reduce(x, 0.0, lambda a, b: a + b, (0, 2)),
+        lax.reduce(i, np.iinfo(np.int32).max, lambda a, b: jnp.minimum(b, a), (1,)),
+        lax.reduce_window(x, jnp.inf, lambda a, b: jnp.minimum(a, b), (1, 2, 2), (1, 2, 1), ((0, 0), (0, 1), (1, 0))),
+        lax.reduce_window(x, 0.0, lambda a, b: a + b, (1, 2, 2), (1, 1, 1), ((0, 0), (0, 1), (0, 1)))), {"x": F, "i": "i32[b,4]"}),
+    case("reshape_drops_leading_ones", lambda x: (x.reshape(1, 1, 5, 6), jnp.swapaxes(x, 0, 2).reshape(1, 5, 6) * 2), {"x": "f32[1,1,1,5,6]"}, sizes=[{}]),
     # control flow
     case("cond", lambda p, x: (lax.cond(p[0], lambda v: v * 2, lambda v: v - 1, x), lax.switch(jnp.abs(p[1]).astype(jnp.int32) % 3, [jnp.sin, jnp.cos, jnp.tanh], x)), {"p": "f32[2]", "x": F}),
     case("fori_unrolled", lambda x: lax.fori_loop(0, 4, lambda i, v: v * 0.5 + i, x), {"x": F}),
@@ -219,6 +298,10 @@ CASES = [
     case("scan_reverse_long", lambda x: lax.scan(lambda h, t: (h + t, h), jnp.zeros(()), x, reverse=True, length=200), {"x": "f32[200]"}, sizes=[{}]),
     case("scan_symbolic_length", lambda x: lax.cumsum(x, 0) + lax.scan(lambda h, t: (h + t, h * t), jnp.zeros(x.shape[1:]), x)[1], {"x": "f32[b,3]"}),
     case("remat_custom", lambda x: (jax.checkpoint(lambda v: jnp.sin(v) * 2)(x), _custom_vjp_sin(x)), {"x": F}),
+    # fft: real arithmetic (DFT MatMuls; lengths over 512 by four-step Cooley-Tukey: 600 = 24 * 25)
+    case("fft_real_outputs", _fft_real_outputs, {"x": F, "y": F, "s": "f32[b,600]"}, atol=1e-4),
+    case("fft_complex_outputs", _fft_complex_outputs, {"x": F, "y": F, "s": "f32[b,600]"}, atol=1e-4,
+         gaps={"tflite": "LiteRT has no Complex op: a complex output cannot be built"}),
 ]
 
 
