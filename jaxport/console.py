@@ -125,7 +125,7 @@ def summarize(report: dict, where: str, stream: TextIO | None = None) -> int:
              f"{'matches' if parity['passed'] else 'DOES NOT match'} samples.npz's expected "
              f"outputs (max err ÷ scale {fmt_err(parity['max_rel_err'])})"
              for function, parity in report.get("reference", {}).items()]
-    tail = [summary_line(report["timings"])] if report.get("timings") else []
+    tail = [summary_line(report["timings"], report.get("seconds"))] if report.get("timings") else []
     tail.append(f"report: {where}")
     if stream.isatty():
         _rich_table(rows, lines, report.get("warnings", []), tail, stream)

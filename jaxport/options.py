@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from jaxport.errors import JaxportError
@@ -106,6 +106,10 @@ class ConvertOptions:
             raise OptionsError(f"litertjs must be true or false, got {self.litertjs!r}")
         if not self.batch_sizes or any(not isinstance(b, int) or b < 1 for b in self.batch_sizes):
             raise OptionsError("batch_sizes must be a non-empty list of positive integers")
+
+    def with_targets(self, targets: list[str]) -> "ConvertOptions":
+        """These options for `targets` only (a share of the conversion's targets)."""
+        return replace(self, targets=list(targets))
 
     def require_installed(self) -> None:
         """Raise `MissingExtra` when a requested target needs an optional part that is not

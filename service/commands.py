@@ -46,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("up", help="API + worker + local Redis + file storage, in one go")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--concurrency", type=int, default=1, help="conversions at once")
+    p.add_argument("--concurrency", type=int, default=_concurrency(),
+                   help="conversions at once (default: JAXPORT_WORKER_CONCURRENCY, else 1)")
     p.set_defaults(run=cmd_up)
 
     p = subparsers.add_parser("serve", help="the HTTP API alone (reads JAXPORT_* variables)")
@@ -56,7 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=cmd_serve)
 
     p = subparsers.add_parser("worker", help="a Celery worker alone (start more to scale out)")
-    p.add_argument("--concurrency", type=int, default=1, help="pool processes (one job each)")
+    p.add_argument("--concurrency", type=int, default=_concurrency(),
+                   help="pool processes, one job each (default: JAXPORT_WORKER_CONCURRENCY, else 1)")
     p.add_argument("--loglevel", default="INFO")
     p.set_defaults(run=cmd_worker)
 
@@ -149,7 +151,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _concurrency() -> int:
+    """The default of `--concurrency`: `JAXPORT_WORKER_CONCURRENCY`, else 1 (read leniently:
+    a bad value is reported when the worker reads its settings)."""
+    raw = os.environ.get("JAXPORT_WORKER_CONCURRENCY", "").strip()
+    return int(raw) if raw.isdigit() and int(raw) > 0 else 1
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
+    # The pool processes read it (workers.app's Settings) to share the cores among their jobs.
+    os.environ["JAXPORT_WORKER_CONCURRENCY"] = str(args.concurrency)
     from workers.app import QUEUE, celery_app
 
     celery_app.worker_main(["worker", f"--concurrency={args.concurrency}", f"--queues={QUEUE}",

@@ -64,6 +64,7 @@ class Settings:
     tenant_max_active_jobs: int = 16  # queued + running jobs per tenant
     tenant_max_uploads_per_min: int = 60
     job_ttl_s: int = 7 * 24 * 3600  # a finished job's record and artifacts are kept this long
+    worker_concurrency: int = 1  # jobs a worker converts at once (its pool processes)
 
     @property
     def auth_enabled(self) -> bool:
@@ -94,4 +95,5 @@ class Settings:
             tenant_max_uploads_per_min=_int_env("JAXPORT_TENANT_MAX_UPLOADS_PER_MIN",
                                                 cls.tenant_max_uploads_per_min),
             job_ttl_s=_int_env("JAXPORT_JOB_TTL_S", cls.job_ttl_s),
+            worker_concurrency=_int_env("JAXPORT_WORKER_CONCURRENCY", cls.worker_concurrency),
         )

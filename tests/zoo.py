@@ -128,11 +128,37 @@ def bert_backbone() -> keras.Model:
 
 
 def mel_classifier(samples: int = 512) -> keras.Model:
-    """Audio -> MelSpectrogram -> Dense: its FFT (`fft`, `real`, `imag`) has no lowering rule,
-    so TF.js cannot take it and TFLite goes the orbax way."""
+    """Audio -> MelSpectrogram -> Dense: an RFFT (`fft`, `real`, `imag`) inside a Keras layer."""
     x = keras.Input((samples,), name="audio")
     h = keras.layers.MelSpectrogram(sequence_stride=64, fft_length=128, num_mel_bins=16)(x)
     return keras.Model(x, keras.layers.Dense(3)(keras.layers.Flatten()(h)), name="mel")
+
+
+def det_head() -> keras.Model:
+    """Dense -> keras.ops.linalg.det -> Dense: an LU decomposition (`lu`), which TF.js and
+    LiteRT have no kernel for, in a model every Keras loads in safe mode (an op node of the
+    functional graph, so no layer name)."""
+    x = keras.Input((4, 4), name="m")
+    det = keras.ops.linalg.det(keras.layers.Dense(4)(x))
+    return keras.Model(x, keras.layers.Dense(2)(keras.layers.Reshape((1,))(det)), name="det")
+
+
+def audio_front_ends(samples: int = 1024) -> keras.Model:
+    """Audio -> MelSpectrogram (an RFFT, as `fft`, `real`, `imag`) and -> STFTSpectrogram (a
+    convolution with a DFT kernel), both as outputs: the two Keras audio front ends."""
+    x = keras.Input((samples,), name="audio")
+    mel = keras.layers.MelSpectrogram(fft_length=128, sequence_stride=64, num_mel_bins=16, name="mel")(x)
+    stft = keras.layers.STFTSpectrogram(mode="magnitude", frame_length=128, frame_step=64, fft_length=128,
+                                        name="stft")(keras.layers.Reshape((samples, 1))(x))
+    return keras.Model(x, {"mel": mel, "stft": stft}, name="audio")
+
+
+def top_k_head(features: int = 8, k: int = 3) -> keras.Model:
+    """Dense -> keras.ops.top_k: jax.export writes top_k as a `vhlo.composite_v2`, which the
+    XlaCallModule of TF 2.21 cannot deserialize."""
+    x = keras.Input((features,), name="x")
+    values, indices = keras.ops.top_k(keras.layers.Dense(6)(x), k)
+    return keras.Model(x, {"values": values, "indices": indices}, name="top_k")
 
 
 def lambda_model() -> keras.Model:

@@ -202,8 +202,11 @@ def _convert(record: JobRecord, work: Path, store: JobStore, storage: Storage, s
         def progress(stage: str, fraction: float, message: str) -> None:
             send({"type": "progress", "stage": stage, "progress": fraction, "message": message})
 
+        from jaxport.parallel import default_processes
+
         return convert_archive(archive, work / "out", ConvertOptions.from_json(options, trusted=trusted),
-                               progress=progress)
+                               progress=progress,
+                               processes=default_processes(jobs_at_once=settings.worker_concurrency))
 
     def on_progress(message: dict[str, Any]) -> None:
         store.update(job_id, {"stage": message["stage"], "message": message["message"],

@@ -5,6 +5,9 @@ A target module (one file per format, as `keras/src/export/` has) ends with
 
 - `build(ctx) -> (path, fields)`: write the artifact under `ctx.out_dir`; `fields` are the
   target's own report.json fields (`quantize`, TFLite's `source`, ...).
+- `prepare(ctx)` (optional): start, in the background (`ctx.prestart`), the runtime processes
+  `verify` will take with `ctx.runtime` (a browser, Node), so that they start while the job
+  loads, traces and builds. Called at the start of the conversion.
 - `verify(ctx, path) -> Parity | Verdict`: run the artifact in its real runtime on every case
   (`ctx.parity(run)`) and compare with the JAX reference. A target checked in more than one
   runtime returns a `Verdict`: the parity that is the target's `parity`, its own fields
@@ -14,16 +17,23 @@ A target module (one file per format, as `keras/src/export/` has) ends with
   at `path`, measure it on every case (`ctx.accuracy(run)`) and return
   `ctx.quantization_report(...)`. Runs only after the float artifact passed its parity check.
 
-Both raise `JaxportError` subclasses (`TargetError`, `LoweringError`) for failures a user can
+The pipeline builds the targets one after another in its own thread and verifies (then
+quantizes) them one after another in a second thread, so `build` of one target runs beside
+`verify` of the one before (the shared builds, `orbax_savedmodel` and `lowered_savedmodel`,
+are made under a lock, once).
+
+`build`, `verify` and `quantize` raise `JaxportError` subclasses (`TargetError`, `LoweringError`) for failures a user can
 act on; the pipeline records them and goes on with the other targets.
 """
 
 from __future__ import annotations
 
+import threading
 import traceback
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -48,26 +58,92 @@ class Case:
 
 @dataclass
 class BuildContext:
-    """What the targets of one conversion share: the program, the cases, and cached builds."""
+    """What the targets of one conversion share: the program, the cases, cached builds and
+    started runtimes.
+
+    `reference` is the list of cases, or a `Future` of it while the JAX reference is still
+    being computed: `cases` waits for it (and raises what computing it raised). Builds never
+    need the cases, so they run while the reference is computed. Runtimes (`prestart`,
+    `runtime`) are processes verification talks to; `close()` stops this conversion's own.
+    """
 
     program: Program
     out_dir: Path
     work_dir: Path
     options: ConvertOptions
-    cases: list[Case]
+    reference: list[Case] | Future
     samples: Samples = field(default_factory=Samples)
     timings: Timings = field(default_factory=Timings)  # shared builds add `orbax`, `lowering`
     _orbax: Path | None = None
     _lowered: Path | LoweringError | None = None
+    _builds: threading.RLock = field(default_factory=threading.RLock)
+    _runtimes: dict[str, Future] = field(default_factory=dict)
+
+    @property
+    def cases(self) -> list[Case]:
+        """The verification cases with JAX's outputs (waits for the reference run)."""
+        if isinstance(self.reference, Future):
+            return self.reference.result()
+        return self.reference
+
+    def prestart(self, name: str, start: Callable[[], Any], *, owned: bool = True) -> None:
+        """Run `start()` in a background thread (once per name); `runtime(name, start)` takes
+        its result. An `owned` runtime is this conversion's: `release` and `close` call its
+        `close()`; a shared one (a process-wide runner) is left running. The thread is a daemon."""
+        with self._builds:
+            if name in self._runtimes:
+                return
+            future: Future = Future()
+            self._runtimes[name] = future
+            future.owned = owned  # type: ignore[attr-defined]
+
+        def run() -> None:
+            try:
+                future.set_result(start())
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever takes the runtime
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name=f"jaxport-start-{name}", daemon=True).start()
+
+    def runtime(self, name: str, start: Callable[[], Any], *, owned: bool = True) -> Any:
+        """The runtime `name`: prestarted, or started now with `start()`; raises what starting
+        it raised (and starts it afresh on the next call)."""
+        self.prestart(name, start, owned=owned)
+        future = self._runtimes[name]
+        try:
+            return future.result()
+        except BaseException:
+            with self._builds:
+                if self._runtimes.get(name) is future:
+                    del self._runtimes[name]
+            raise
+
+    def release(self, name: str) -> None:
+        """Close the owned runtime `name` now (once it has started), and forget it."""
+        with self._builds:
+            future = self._runtimes.pop(name, None)
+        if future is None or not future.owned:  # type: ignore[attr-defined]
+            return
+        try:
+            runtime = future.result()
+        except BaseException:  # noqa: BLE001 - it never started: nothing to close
+            return
+        runtime.close()
+
+    def close(self) -> None:
+        """Close every owned runtime of this conversion (waiting for those still starting)."""
+        for name in list(self._runtimes):
+            self.release(name)
 
     def orbax_savedmodel(self) -> Path:
         """The orbax SavedModel: the `savedmodel` target's directory, or built in the work dir."""
-        if self._orbax is None:
-            from jaxport.targets.savedmodel import export_savedmodel
+        with self._builds:
+            if self._orbax is None:
+                from jaxport.targets.savedmodel import export_savedmodel
 
-            with self.timings.stage("orbax"):
-                self._orbax = export_savedmodel(self.program, self.work_dir / "orbax")
-        return self._orbax
+                with self.timings.stage("orbax"):
+                    self._orbax = export_savedmodel(self.program, self.work_dir / "orbax")
+            return self._orbax
 
     def lowered_savedmodel(self) -> Path:
         """The plain-TF SavedModel from our lowering; raises the (cached) `LoweringError`.
@@ -75,6 +151,10 @@ class BuildContext:
         A crash inside the lowering is our bug, but it is reported the same way (as a
         `LoweringError` naming the exception) so that TFLite can still fall back to orbax.
         """
+        with self._builds:
+            return self._lowered_locked()
+
+    def _lowered_locked(self) -> Path:
         if self._lowered is None:
             from jaxport.lowering import lower_program
 
@@ -165,6 +245,10 @@ class Target:
     verify: Callable[[BuildContext, Path], Parity | Verdict]
     quantize: Callable[[BuildContext, Path], dict] | None = None
     quantize_option: str = ""  # the ConvertOptions field that asks `quantize` to run
+    prepare: Callable[[BuildContext], None] | None = None
+    # Its build changes JAX for the whole process while it runs (jax2onnx swaps jax.numpy
+    # functions for its own primitives): the pipeline runs it with no JAX work beside it.
+    exclusive: bool = False
 
     def quantization(self, options: ConvertOptions) -> str | None:
         """The quantization mode the options ask of this target, or None."""

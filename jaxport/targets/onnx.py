@@ -380,4 +380,4 @@ def _verify(ctx: BuildContext, path: Path) -> Parity:
     return ctx.parity(lambda c: runners[c.function].run(c.inputs))
 
 
-register(Target("onnx", _build, _verify))
+register(Target("onnx", _build, _verify, exclusive=True))

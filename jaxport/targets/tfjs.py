@@ -132,6 +132,8 @@ def export_tfjs(
             for line in chatter.getvalue().splitlines():
                 log.info("tensorflowjs: %s", line)
         _name_signature(staging / "model.json", meta_graph, signature)
+        if widened := widen_integer_types(staging / "model.json"):
+            log.info("TF.js: integer types it lacks held as int32 in %s", ", ".join(widened))
         if unfused := unfuse_activations(staging / "model.json"):
             log.info("TF.js: split activations the runtime cannot fuse out of %s", ", ".join(unfused))
         if problems := runtime_problems(staging / "model.json"):
@@ -265,6 +267,37 @@ def _name_signature(model_json: Path, meta_graph: Any, signature: str) -> None:
     model_json.write_text(json.dumps(data))
 
 
+def _all_nodes(topology: dict) -> list[dict]:
+    """The nodes of a model.json topology: the graph's and those of its library functions."""
+    nodes = list(topology.get("node", []))
+    for function in topology.get("library", {}).get("function", []):
+        nodes.extend(function.get("nodeDef", []))
+    return nodes
+
+
+_WIDENED_INTS = frozenset({"DT_INT16", "DT_UINT16", "DT_UINT32"})
+
+
+def widen_integer_types(model_json: Path) -> list[str]:
+    """Make the node attributes that name an integer type TF.js 4.22 does not know (int16,
+    uint16, uint32: a `Cast` to one fails with "unknown dtype null") name int32; rewrites in
+    place. TF.js already holds int8, uint8 and int64 as int32 (no wrap-around on a cast to them),
+    so these three become the same; parity shows any value the difference changes.
+    Returns the names of the nodes changed.
+    """
+    data = json.loads(model_json.read_text())
+    changed = []
+    for node in _all_nodes(data["modelTopology"]):
+        attrs = [a for a in node.get("attr", {}).values() if a.get("type") in _WIDENED_INTS]
+        for attr in attrs:
+            attr["type"] = "DT_INT32"
+        if attrs:
+            changed.append(node["name"])
+    if changed:
+        model_json.write_text(json.dumps(data))
+    return changed
+
+
 def unfuse_activations(model_json: Path) -> list[str]:
     """Split fused activations the TF.js cpu backend lacks into their own nodes; rewrites in place.
 
@@ -331,9 +364,7 @@ def runtime_problems(model_json: Path) -> list[str]:
     from jaxport.tfjs_converter import supported_ops
 
     topology = json.loads(Path(model_json).read_text())["modelTopology"]
-    nodes = list(topology.get("node", []))
-    for function in topology.get("library", {}).get("function", []):
-        nodes.extend(function.get("nodeDef", []))
+    nodes = _all_nodes(topology)
     functions = {f["signature"]["name"] for f in topology.get("library", {}).get("function", [])}
     problems: set[str] = set()
     known = supported_ops()
@@ -374,10 +405,17 @@ def _build(ctx: BuildContext) -> tuple[Path, dict]:
     return _export_all(ctx, "tfjs", None), {}
 
 
+def _prepare(ctx: BuildContext) -> None:
+    """Start the process-wide TF.js runner (Node) while the job loads and builds."""
+    from jaxport.verify.tfjs import shared_runner
+
+    ctx.prestart("tfjs", shared_runner, owned=False)
+
+
 def _verify(ctx: BuildContext, path: Path) -> Parity:
     from jaxport.verify.tfjs import shared_runner
 
-    runner = shared_runner()
+    runner = ctx.runtime("tfjs", shared_runner, owned=False)
     functions = list(ctx.program.functions)
     return ctx.parity(lambda c: runner.run(model_dir(path.parent, functions, c.function), c.inputs))
 
@@ -413,4 +451,4 @@ def _tree_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
-register(Target("tfjs", _build, _verify, _quantize, "tfjs_quantize"))
+register(Target("tfjs", _build, _verify, _quantize, "tfjs_quantize", prepare=_prepare))

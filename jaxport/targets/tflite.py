@@ -41,6 +41,7 @@ from jaxport.errors import LoweringError, TargetError, first_line
 from jaxport.limits import address_space_lifted
 from jaxport.manifest import SAMPLES_NAME
 from jaxport.targets.base import BuildContext, Case, Target, Verdict, register
+from jaxport.targets.tflite_flatbuffer import runnable_everywhere, with_io_shapes
 from jaxport.verify.node import JS_DIR, NodeProcess, Timing, decode_array, encode_array
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
@@ -62,7 +63,8 @@ RECIPES = {
 
 
 def export_tflite(saved_model_dir: Path, out_path: Path, *, signatures: list[str]) -> Path:
-    """Convert `signatures` of `saved_model_dir` to float32 `out_path`; `TargetError` on failure."""
+    """Convert `signatures` of `saved_model_dir` to float32 `out_path`, repaired for every
+    runtime (`runnable_everywhere`); `TargetError` on failure."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir),
@@ -73,7 +75,7 @@ def export_tflite(saved_model_dir: Path, out_path: Path, *, signatures: list[str
         raise TargetError(
             f"TFLite converter failed: {_summary(exc)}",
             "the model uses an op LiteRT cannot express; report the op", stage="tflite") from None
-    Path(out_path).write_bytes(flatbuffer)
+    Path(out_path).write_bytes(runnable_everywhere(flatbuffer))
     return Path(out_path)
 
 
@@ -192,37 +194,6 @@ def _build(ctx: BuildContext) -> tuple[Path, dict]:
     return path, fields
 
 
-def with_io_shapes(flatbuffer: bytes, signature: str, shapes: dict[str, tuple[int, ...]]) -> bytes:
-    """`flatbuffer` with the `shape` and `shape_signature` of `signature`'s inputs and outputs
-    set to `shapes` (by signature name); every other byte is unchanged.
-
-    Raises `TargetError` when the signature, a name, or a shape of the tensor's rank is missing.
-    """
-    from ai_edge_litert import schema_py_generated as schema
-
-    data = bytearray(flatbuffer)  # the views below write into it
-    model = schema.Model.GetRootAs(data, 0)
-    for s in range(model.SignatureDefsLength()):
-        sig = model.SignatureDefs(s)
-        if sig.SignatureKey().decode() != signature:
-            continue
-        subgraph = model.Subgraphs(sig.SubgraphIndex())
-        maps = [sig.Inputs(i) for i in range(sig.InputsLength())]
-        maps += [sig.Outputs(i) for i in range(sig.OutputsLength())]
-        for tensor_map in maps:
-            name = tensor_map.Name().decode()
-            tensor = subgraph.Tensors(tensor_map.TensorIndex())
-            shape = shapes.get(name)
-            if shape is None or len(shape) != tensor.ShapeLength():
-                raise TargetError(f"signature {signature!r}: no shape of rank {tensor.ShapeLength()} "
-                                  f"for {name!r} (got {shape})", stage="verify")
-            for view in (tensor.ShapeAsNumpy(), tensor.ShapeSignatureAsNumpy()):
-                if isinstance(view, np.ndarray):  # an absent shape_signature reads as 0
-                    view[:] = shape
-        return bytes(data)
-    raise TargetError(f"the TFLite model has no signature {signature!r}", stage="verify")
-
-
 class LitertjsUnavailable(TargetError):
     """Chromium, playwright-core or LiteRT.js is missing, or the browser did not start."""
 
@@ -336,12 +307,12 @@ def _litertjs(ctx: BuildContext, path: Path, verdict: Verdict) -> dict:
         return runner.run(path, case.function, case.inputs, shapes)
 
     try:
-        with LitertjsRunner(ctx.work_dir / "litertjs") as runner:
-            info = runner.info
-            entry["runtime"] = (f"LiteRT.js {info['litertjs']} ({info['accelerator']}, "
-                                f"{info['threads']} thread) in Chromium {info['chromium']}")
-            entry["browser_start_seconds"] = round(info["start_ms"] / 1000, 3)
-            parity = ctx.parity(run)
+        runner = ctx.runtime("litertjs", lambda: _start_litertjs(ctx))
+        info = runner.info
+        entry["runtime"] = (f"LiteRT.js {info['litertjs']} ({info['accelerator']}, "
+                            f"{info['threads']} thread) in Chromium {info['chromium']}")
+        entry["browser_start_seconds"] = round(info["start_ms"] / 1000, 3)
+        parity = ctx.parity(run)
     except LitertjsUnavailable as exc:
         entry.update(status="unavailable", error=str(exc), hint=exc.hint, code=exc.code)
         verdict.warnings.append(f"{exc} ({exc.hint})")
@@ -357,8 +328,22 @@ def _litertjs(ctx: BuildContext, path: Path, verdict: Verdict) -> dict:
                 "model.tflite computes something else in LiteRT.js (Chromium, WASM) than in JAX "
                 "and LiteRT; report this model (runtimes.litertjs.parity shows every output), or "
                 "convert with --no-litertjs to ship it for LiteRT only", stage="verify")
+    finally:
+        ctx.release("litertjs")  # the browser's memory back before the next target
     entry["seconds"] = round(time.monotonic() - started, 3)
     return entry
+
+
+def _start_litertjs(ctx: BuildContext) -> LitertjsRunner:
+    runner = LitertjsRunner(ctx.work_dir / "litertjs")
+    runner.start()
+    return runner
+
+
+def _prepare(ctx: BuildContext) -> None:
+    """Start the LiteRT.js browser while the job loads and builds (a few seconds otherwise)."""
+    if ctx.options.litertjs:
+        ctx.prestart("litertjs", lambda: _start_litertjs(ctx))
 
 
 def _verify(ctx: BuildContext, path: Path) -> Verdict:
@@ -408,4 +393,4 @@ def _quantize(ctx: BuildContext, path: Path) -> dict:
     return ctx.quantization_report(mode, accuracy, **fields, warnings=warnings)
 
 
-register(Target("tflite", _build, _verify, _quantize, "quantize"))
+register(Target("tflite", _build, _verify, _quantize, "quantize", prepare=_prepare))

@@ -10,6 +10,7 @@ import warnings
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from jaxport.archive import ArchiveLimits, extract_archive, inspect_archive
@@ -347,15 +348,25 @@ def _bare_keras(tmp_path: Path, shape: tuple, dtype: str) -> Path:
     return zoo.save(zoo.keras.Model(x, zoo.keras.layers.Identity()(x)), tmp_path / "m.keras")
 
 
-@pytest.mark.parametrize("dtype", ["float64", "int8", "int16"])
+@pytest.mark.parametrize("dtype", ["float64", "uint64"])
 def test_keras_input_of_unsupported_dtype(tmp_path: Path, dtype: str) -> None:
     from jaxport.compose import load_program
 
     path = _bare_keras(tmp_path, (4,), dtype)
     with pytest.raises(ModelLoadError, match=f"input 'x' has dtype {dtype}") as info:
         load_program(extract_archive(path, tmp_path / "x"), trusted=False)
-    assert "float32, float16, bfloat16, int32, int64, uint8, bool" in str(info.value)
+    assert "float32, float16, bfloat16, int8, int16, int32, int64, uint8, uint16, uint32, bool" in str(info.value)
     assert "cast" in info.value.hint
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int16", "uint16", "uint32"])
+def test_keras_input_of_a_narrow_integer_dtype_loads(tmp_path: Path, dtype: str) -> None:
+    from jaxport.compose import load_program
+
+    program = load_program(extract_archive(_bare_keras(tmp_path, (4,), dtype), tmp_path / "x"),
+                           trusted=False)
+    (spec,) = next(iter(program.functions.values())).inputs
+    assert spec.dtype == np.dtype(dtype)
 
 
 def test_keras_input_over_the_element_cap(tmp_path: Path) -> None:

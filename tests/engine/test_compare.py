@@ -55,6 +55,20 @@ def test_error_over_the_scale_fails() -> None:
     assert p.failure().startswith("f/y@batch3: max abs err 0.01 exceeds")
 
 
+def test_complex_outputs_compare_real_and_imaginary_parts() -> None:
+    want = np.array([1 + 2j, -3 + 0.5j], np.complex64)
+    p = _parity()
+    p.add("f/spectrum", 1, np.conj(want), want)  # right real parts, wrong imaginary ones
+    assert not p.passed and "exceeds" in p.failure()
+    assert p.outputs["f/spectrum"].max_abs_err == pytest.approx(4.0)
+    q = _parity()
+    q.add("f/spectrum", 1, want.real.astype(np.float32), want)  # the imaginary part dropped
+    assert not q.passed
+    r = _parity()
+    r.add("f/spectrum", 1, want + np.complex64(1e-4j), want)
+    assert r.passed, r.failure()
+
+
 def test_nan_must_sit_in_the_same_places_and_is_counted() -> None:
     want = np.array([1.0, np.nan, np.inf, 2.0], np.float32)
     same = _parity()

@@ -29,15 +29,24 @@ def _assert_ok(report: dict, out: Path, targets=TARGETS) -> None:
 
 
 def _assert_profiled(report: dict, targets) -> None:
-    """Every stage of an archive conversion is in `timings`, in the order it ran."""
-    stages = ["extract", "import", "load", "compose", "reference"]
+    """Every stage of an archive conversion is in `timings`, listed from its start: the loading
+    stages first, then the builds in target order, each target's verify after its build (the
+    reference and the verifications run beside the builds), and the wall time beside them."""
+    timings = report["timings"]
+    stages = [s for s in timings if s not in ("lowering", "orbax")]
+    assert stages[:5] == ["extract", "import", "load", "compose", "reference"]
+    expected = set(stages[:5])
     for t in targets:
-        stages += [f"{t}.build", f"{t}.verify"]
+        expected |= {f"{t}.build", f"{t}.verify"}
         litertjs = report["targets"][t].get("runtimes", {}).get("litertjs", {})
         if litertjs and litertjs["status"] != "skipped":  # the LiteRT.js check, inside tflite.verify
-            stages.append("tflite.litertjs")
-    timings = report["timings"]
-    assert [s for s in timings if s not in ("lowering", "orbax")] == stages
+            expected.add("tflite.litertjs")
+            assert stages.index("tflite.verify") < stages.index("tflite.litertjs")
+        assert stages.index(f"{t}.build") < stages.index(f"{t}.verify")
+    assert set(stages) == expected and len(stages) == len(expected)
+    assert [s for s in stages if s.endswith(".build")] == [f"{t}.build" for t in targets]
+    assert [s for s in stages if s.endswith(".verify")] == [f"{t}.verify" for t in targets]
+    assert report["seconds"] >= max(timings.values())
     assert ("lowering" in timings) == bool({"tflite", "tfjs"} & set(targets))
     assert all(seconds >= 0 for seconds in timings.values())
     for t in targets:
@@ -64,6 +73,7 @@ def test_bare_keras_model(name: str, tmp_path: Path) -> None:
     path = zoo.save(MODELS[name](), tmp_path / f"{name}.keras")
     report = _convert(path, tmp_path / "out")
     _assert_ok(report, tmp_path / "out")
+    assert report["processes"] == 1  # JAX has run in this process: it converts without a fork
     fn = report["functions"]["serving_default"]
     first = next(iter(fn["inputs"].values()))
     assert first["shape"][0] == "b"
@@ -133,3 +143,46 @@ def test_one_failing_target_does_not_stop_the_others(tmp_path: Path) -> None:
     tfl = report["targets"]["tflite"]
     assert tfl["status"] == "failed" and tfl["error"]["stage"] == "quantize"
     assert "below the accuracy gate" in tfl["error"]["message"]
+
+
+@pytest.mark.slow  # ~25 s of CPU: three targets and four runtimes
+def test_audio_front_ends_match_keras_in_every_runtime(tmp_path: Path) -> None:
+    """MelSpectrogram and STFTSpectrogram convert to every target from the lowered graph, and
+    each artifact, run again here in its runtime, matches the Keras model called directly."""
+    from jaxport.verify.runtimes import SavedModelRunner, TfliteRunner
+    from jaxport.verify.tfjs import shared_runner
+
+    model = zoo.audio_front_ends()
+    report = _convert(zoo.save(model, tmp_path / "audio.keras"), tmp_path / "out")
+    _assert_ok(report, tmp_path / "out")
+    out = tmp_path / "out"
+    audio = np.random.default_rng(1).uniform(-1, 1, (2, 1024)).astype("float32")
+    want = {k: np.asarray(v) for k, v in model(audio).items()}
+    (name,) = report["functions"]["serving_default"]["inputs"]
+    runs = {"savedmodel": SavedModelRunner(out / "savedmodel").run("serving_default", {name: audio}),
+            "tflite": TfliteRunner(out / "model.tflite").run("serving_default", {name: audio}),
+            "tfjs": shared_runner().run(out / "tfjs", {name: audio})}
+    for target, got in runs.items():
+        for key, w in want.items():
+            scale = float(np.abs(w).max())
+            np.testing.assert_allclose(got[key], w, atol=1e-3 * scale, err_msg=f"{target}/{key}")
+
+
+def test_savedmodel_falls_back_to_the_lowered_graph_when_tf_cannot_run_orbax(tmp_path: Path) -> None:
+    """top_k's composite makes the orbax SavedModel unrunnable in TF: the target ships the
+    lowered plain-TF SavedModel, says so, and it matches the Keras model called directly."""
+    from jaxport.verify.runtimes import SavedModelRunner
+
+    model = zoo.top_k_head()
+    report = convert_archive(zoo.save(model, tmp_path / "top_k.keras"), tmp_path / "out",
+                             ConvertOptions(targets=["savedmodel"]))
+    result = report["targets"]["savedmodel"]
+    assert result["status"] == "ok" and result["parity"]["passed"], result["error"]
+    assert result["source"] == "lowered" and "orbax SavedModel: TensorFlow failed" in result["source_reason"]
+    assert any(w.startswith("savedmodel: TensorFlow cannot run the orbax SavedModel") for w in report["warnings"])
+    x = np.random.default_rng(2).standard_normal((3, 8)).astype("float32")
+    want = {k: np.asarray(v) for k, v in model(x).items()}
+    (name,) = report["functions"]["serving_default"]["inputs"]
+    got = SavedModelRunner(tmp_path / "out" / result["path"]).run("serving_default", {name: x})
+    np.testing.assert_allclose(got["values"], want["values"], atol=1e-5)
+    np.testing.assert_array_equal(got["indices"], want["indices"])

@@ -18,7 +18,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 KEYS = {"acme": "key-acme-0123456789", "globex": "key-globex-9876543210",
         "initech": "key-initech-5551234567", "umbrella": "key-umbrella-7778889990",
-        "hooli": "key-hooli-2468013579"}  # hooli: only test_ui's job list, which counts its jobs
+        "hooli": "key-hooli-2468013579",  # hooli: only test_ui's job list, which counts its jobs
+        # fuzz: only test_fuzz, whose ~50 uploads in a few seconds would use up another tenant's
+        # uploads-per-minute budget (JAXPORT_TENANT_MAX_UPLOADS_PER_MIN) for the tests after it
+        "fuzz": "key-fuzz-1357924680"}
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
 FAST_TARGETS = {"targets": ["savedmodel", "tflite"]}
 START_TIMEOUT_S = 240

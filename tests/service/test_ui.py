@@ -290,19 +290,19 @@ def test_ui_shows_the_reports_warnings(browser, api_url, model_dir):
 
 
 def test_ui_shows_a_failed_target_with_its_hint(browser, api_url, model_dir):
-    """The FFT model cannot lower for TF.js: its card shows the error and the hint."""
+    """The LU model cannot lower for TF.js: its card shows the error and the hint."""
     import zoo
 
-    mel = model_dir / "mel-ui.keras"
-    if not mel.exists():
-        zoo.save(zoo.mel_classifier(), mel)
+    blocked = model_dir / "det-ui.keras"
+    if not blocked.exists():
+        zoo.save(zoo.det_head(), blocked)
     page, _ = _page(browser, api_url)
-    _convert(page, mel, {"targets": ["tfjs"]}, "failed")
+    _convert(page, blocked, {"targets": ["tfjs"]}, "failed")
     card = page.locator(".card[data-target=tfjs]")
     expect(card.locator(".fact-status")).to_have_text("failed")
     expect(card.locator(".failure")).to_contain_text(re.compile(
-        r"primitive fft .* has no lowering \[lowering_unsupported\] \(stage tfjs\)"))
-    expect(card.locator(".failure .hint")).to_contain_text("hint: ")
+        r"primitive lu .* has no lowering: linear algebra .* \[lowering_unsupported\] \(stage tfjs\)"))
+    expect(card.locator(".failure .hint")).to_contain_text("hint: compute the decomposition outside")
     expect(page.locator("#job-error")).to_contain_text("[target_failed]")
     _shot(page, "3-job-failed-error-with-hint")
     page.close()
@@ -529,25 +529,24 @@ def test_tfjs_route_other_tenant_and_no_tfjs_are_404(acme, globex, tiny_keras, t
 
 def test_ui_inspect_preview_before_convert(browser, api_url, model_dir, tiny_keras):
     """Choosing a file shows what `POST /v1/inspect` says, before Convert is pressed: a model
-    whose FFT has no lowering is blocked for TF.js, the tiny MLP lowers everywhere."""
+    whose LU decomposition has no lowering is blocked for TF.js, the tiny MLP lowers everywhere."""
     import zoo
 
-    mel = zoo.save(zoo.mel_classifier(), model_dir / "mel-ui.keras")
+    blocked = zoo.save(zoo.det_head(), model_dir / "det-ui.keras")
     page = browser.new_page()
     page.add_init_script(f"localStorage.setItem('jaxport.apiKey', '{KEYS['acme']}')")
     problems = _watch(page, api_url)
     page.goto(f"{api_url}/")
-    page.set_input_files("#file", str(mel))
+    page.set_input_files("#file", str(blocked))
     verdict = page.locator("#inspect-verdict")
     expect(verdict).to_contain_text("tfjs: blocked: ", timeout=JOB_TIMEOUT_MS)
     text = verdict.text_content()
     assert "savedmodel: will build" in text and "tflite: orbax path: " in text
-    # Keras numbers the layer (mel_spectrogram_1) when this process made a mel model before
-    assert re.search(r"\(in mel_spectrogram(_\d+)?\) has no lowering rule", text), text
-    expect(page.locator("#inspect-state")).to_contain_text("mel-ui.keras")
+    assert "lu at an unknown location has no lowering rule" in text, text
+    expect(page.locator("#inspect-state")).to_contain_text("det-ui.keras")
     page.click("#inspect-functions summary")
     prims = _table(page, "#inspect-functions table.primitives")
-    assert prims["fft"][1] == "none" and prims["fft"][3].startswith("blocked")
+    assert prims["lu"][1] == "none" and prims["lu"][3].startswith("blocked")
 
     page.set_input_files("#file", str(tiny_keras))
     expect(verdict).to_contain_text("tfjs: will lower", timeout=JOB_TIMEOUT_MS)
