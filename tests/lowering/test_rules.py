@@ -279,6 +279,11 @@ CASES = [
         x.at[:, i].max(u), x.at[:, i].min(u), x.at[:, i].multiply(u), x.at[:, i].subtract(u), jnp.zeros((8,)).at[i].max(u[0, :, 0]),
         x.at[:, 1, i[0]].min(u[:, 0, 0], mode="drop"), (i * 2).at[i % 4].mul(i + 1), jnp.ones((4, 5)).at[i % 4, i % 5].min(u[0, :, 1])),
         {"x": F, "i": "i32[4]", "u": "f32[b,4,6]"}, sizes=[{"b": 2}], int_range=(-6, 7)),
+    # a reduction of a constant broadcast to a symbolic shape: its output is static, its input
+    # is not, so it is not folded at conversion time (folding it crashed on the symbolic dim)
+    case("reduce_of_symbolic_constant", lambda x: (x + jnp.sum(jnp.ones_like(x)),
+                                                   x * jnp.mean(lax.broadcasted_iota(jnp.float32, x.shape, 1))),
+         {"x": "f32[b,8]"}),
     case("generic_reduce", lambda x, i: (
         lax.reduce(x, -jnp.inf, lambda a, b: jnp.maximum(a, b), (1,)), lax.reduce(x, 0.0, lambda a, b: a + b, (0, 2)),
         lax.reduce(i, np.iinfo(np.int32).max, lambda a, b: jnp.minimum(b, a), (1,)),
