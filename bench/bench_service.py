@@ -7,7 +7,9 @@ Starts `jaxport up` (own redis-server, one worker, file storage in a temp dir), 
 one job, then for each model alternates: a service job (submit -> succeeded, upload and
 download of nothing else included; savedmodel + tflite, each verified in its runtime) and the
 hand-run pipeline of the seed blog in a fresh Python process (keras load, orbax JaxModule +
-ExportManager, TFLiteConverter; no verification). Prints the median of each and the ratio.
+ExportManager, TFLiteConverter; no verification). Prints the median of each and the ratio,
+then each model's per-stage table (the jobs' `timings`, medians; stages of the two conversion
+processes and of a process's threads overlap, so they add up to more than the job).
 """
 
 from __future__ import annotations
@@ -105,14 +107,22 @@ def wait_healthy(url: str, log: Path, timeout_s: float = 300) -> None:
     raise SystemExit(f"the service did not start; see {log}")
 
 
-def service_job(client: Client, model: Path, name: str) -> float:
+def service_job(client: Client, model: Path, name: str) -> tuple[float, dict[str, float]]:
+    """(seconds from submit to succeeded, the job's per-stage `timings`)."""
     t0 = time.perf_counter()
     job = client.submit(model, {**TARGETS, "name": name})
     job = client.wait(job["id"])
     elapsed = time.perf_counter() - t0
     if job["status"] != "succeeded":
         raise SystemExit(f"job {job['id']} ended {job['status']}: {job['error']}")
-    return elapsed
+    return elapsed, job.get("timings") or {}
+
+
+def stage_table(kind: str, runs: list[dict[str, float]]) -> str:
+    """The median seconds of each stage over `runs`, in the order the stages ran."""
+    names = list(dict.fromkeys(name for run in runs for name in run))
+    cells = [f"{name} {statistics.median(run.get(name, 0.0) for run in runs):.2f}" for name in names]
+    return f"  {kind} stages (median s): " + ", ".join(cells)
 
 
 def hand_run(model: Path) -> float:
@@ -170,14 +180,19 @@ def main() -> None:
         try:
             client = Client(url, timeout=600)
             service_job(client, models[next(iter(models))], "warm-up")
+            tables: list[str] = []
             print(f"{'model':<10} {'job s (median)':>15} {'hand-run s (median)':>20} {'ratio':>7}")
             for kind, model in models.items():
-                jobs, hands = [], []
+                jobs, hands, stages = [], [], []
                 for i in range(args.runs):
-                    jobs.append(service_job(client, model, f"bench-{kind}-{i}"))
+                    seconds, timings = service_job(client, model, f"bench-{kind}-{i}")
+                    jobs.append(seconds)
+                    stages.append(timings)
                     hands.append(hand_run(model))
                 job_s, hand_s = statistics.median(jobs), statistics.median(hands)
                 print(f"{kind:<10} {job_s:>15.2f} {hand_s:>20.2f} {job_s / hand_s:>7.2f}", flush=True)
+                tables.append(stage_table(kind, stages))
+            print("\n".join(tables))
             before, peak = upload_peak_rss(client, api_process(up), work, args.upload_mb)
             print(f"API RSS while a {args.upload_mb} MB upload streams in: {before:.0f} MB before, "
                   f"{peak:.0f} MB peak (+{peak - before:.0f} MB)")

@@ -44,7 +44,9 @@ async function compiled(url, version) {
   if (cached?.version === version) return cached.model;
   cached?.model.delete();
   models.delete(url);
-  const model = await litert.loadAndCompile(url, { accelerator: "wasm", cpuOptions: { numThreads: 1 } });
+  // The version in the query: a changed file is fetched again, never from the HTTP cache.
+  const model = await litert.loadAndCompile(`${url}?v=${encodeURIComponent(version)}`,
+    { accelerator: "wasm", cpuOptions: { numThreads: 1 } });
   models.set(url, { version, model });
   return model;
 }
@@ -118,4 +120,10 @@ async function init() {
   return { relaxed_simd: await litert.supportsFeature("relaxedSimd") };
 }
 
-window.jaxport = { init, run };
+/** Delete every compiled model (a new session of a long-lived runner starts empty). */
+function reset() {
+  for (const { model } of models.values()) model.delete();
+  models.clear();
+}
+
+window.jaxport = { init, run, reset };

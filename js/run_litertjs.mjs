@@ -18,7 +18,9 @@
 // "launch": the browser could not be started (every request then gets that reply); "load":
 // LiteRT.js could not load or compile the model; "run": it failed running it. Errors carry the
 // page's console errors logged meanwhile (LiteRT.js reports a missing op kernel there).
-// The browser is `JAXPORT_CHROMIUM` (default /usr/bin/chromium).
+// The browser is `JAXPORT_CHROMIUM` (default /usr/bin/chromium). With `--listen PATH` one
+// browser serves session after session on that Unix socket (lines.mjs); each session starts
+// with no model loaded, and `ping` says `sessions` (this one included).
 
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
@@ -46,6 +48,7 @@ const TYPES = { ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "a
 
 const modelFiles = new Map(); // "/models/N" -> absolute path of a .tflite file
 const modelUrls = new Map(); // absolute path -> "/models/N"
+let modelsServed = 0;
 const consoleErrors = []; // the page's console errors since the current request began
 
 /** The file a page URL names, or null: only the page, LiteRT.js and registered models. */
@@ -111,7 +114,7 @@ async function run(request) {
   const file = path.resolve(request.model);
   const { mtimeMs, ino, size } = await stat(file);
   if (!modelUrls.has(file)) {
-    modelUrls.set(file, `/models/${modelUrls.size}.tflite`);
+    modelUrls.set(file, `/models/${modelsServed++}.tflite`); // never reused: no stale cache
     modelFiles.set(modelUrls.get(file), file);
   }
   consoleErrors.length = 0;
@@ -122,6 +125,15 @@ async function run(request) {
   return withConsole(reply);
 }
 
+let sessions = 0;
+async function reset() {
+  sessions += 1;
+  modelFiles.clear();
+  modelUrls.clear();
+  await session?.page.evaluate(() => window.jaxport.reset());
+}
+
 const refused = async () => ({ ok: false, stage: "launch", error: launchError });
-await serve(session ? { ping: async () => ({ ok: true, ...session.info }), run } : { ping: refused, run: refused });
+const ping = async () => ({ ok: true, ...session.info, sessions: Math.max(sessions, 1) });
+await serve(session ? { ping, run, reset } : { ping: refused, run: refused });
 await session?.browser.close();

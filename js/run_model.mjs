@@ -171,4 +171,10 @@ function ping() {
   return { ok: true, tfjs: tf.version.tfjs, backend: tf.getBackend(), tensors: numTensors, bytes: numBytes };
 }
 
-await serve({ ping, run });
+/** A new session of a long-lived runner (lines.mjs `--listen`): drop every loaded model. */
+function reset() {
+  for (const { model } of models.values()) model.dispose();
+  models.clear();
+}
+
+await serve({ ping, run, reset });

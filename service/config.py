@@ -11,6 +11,7 @@ from jaxport.errors import JaxportError
 from jaxport.jobs import DEFAULT_REDIS_URL
 from jaxport.limits import DEFAULT_MAX_FILE_MB
 from jaxport.storage import DEFAULT_STORAGE_URL
+from jaxport.verify.kept import KEPT_RUNTIMES
 
 
 class ConfigError(JaxportError):
@@ -65,6 +66,8 @@ class Settings:
     tenant_max_uploads_per_min: int = 60
     job_ttl_s: int = 7 * 24 * 3600  # a finished job's record and artifacts are kept this long
     worker_concurrency: int = 1  # jobs a worker converts at once (its pool processes)
+    # JS runtimes each pool process keeps for its jobs (jaxport.verify.kept)
+    kept_runtimes: tuple[str, ...] = KEPT_RUNTIMES
 
     @property
     def auth_enabled(self) -> bool:
@@ -96,4 +99,18 @@ class Settings:
                                                 cls.tenant_max_uploads_per_min),
             job_ttl_s=_int_env("JAXPORT_JOB_TTL_S", cls.job_ttl_s),
             worker_concurrency=_int_env("JAXPORT_WORKER_CONCURRENCY", cls.worker_concurrency),
+            kept_runtimes=_kept_runtimes_env(),
         )
+
+
+def _kept_runtimes_env() -> tuple[str, ...]:
+    """`JAXPORT_KEPT_RUNTIMES`: a comma list of tfjs, litertjs, or none; all when unset."""
+    raw = os.environ.get("JAXPORT_KEPT_RUNTIMES")
+    if raw is None:
+        return KEPT_RUNTIMES
+    names = tuple(n.strip() for n in raw.split(",") if n.strip() and n.strip() != "none")
+    unknown = sorted(set(names) - set(KEPT_RUNTIMES))
+    if unknown:
+        raise ConfigError(f"JAXPORT_KEPT_RUNTIMES names {', '.join(unknown)}; expected a comma list "
+                          f"of {', '.join(KEPT_RUNTIMES)}, or none")
+    return names

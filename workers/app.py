@@ -57,27 +57,40 @@ def enqueue_inspection(request_id: str, key: str, function: str | None, trusted:
 
 @worker_process_init.connect
 def _warm_imports(**_: object) -> None:
-    """Before any job, per pool process: open the compile cache, then import TensorFlow, JAX,
-    Keras, keras_hub, the converters and the engine; conversions fork from this warm process
-    (workers.isolation) and start at once.
+    """Before any job, per pool process: open the compile cache, start the kept JS runtimes,
+    import TensorFlow, JAX, Keras, keras_hub, the converters and the engine; conversions fork
+    from this warm process (workers.isolation) and start at once.
 
     Nothing is compiled or run here: a JAX or TF runtime started before a fork deadlocks the
-    child. What the children compile (Keras initializers on model load, the reference) goes to
-    the persistent compile cache (`jaxport.compile_cache`) and is reused by the next job."""
+    child. The JS runtimes are other processes (`jaxport.verify.kept`), which every job's
+    conversion uses. What the children compile (Keras initializers on model load, the
+    reference) goes to the persistent compile cache (`jaxport.compile_cache`) and is reused
+    by the next job."""
     import time
 
     from jaxport.compile_cache import enable_from_env
+    from workers.execute import kept_runtimes
 
     t0 = time.perf_counter()
     cache = enable_from_env()
-    log.info("pool process %d warming: compile cache %s; importing %s, tensorflowjs",
-             os.getpid(), cache or "off", ", ".join(WARM_MODULES))
+    # Node for TF.js, Node + Chromium for LiteRT.js (seconds per job otherwise): they start
+    # while the imports run.
+    kept = kept_runtimes()
+    failed = kept.spawn()
+    log.info("pool process %d warming: compile cache %s; starting %s; importing %s, tensorflowjs",
+             os.getpid(), cache or "off", ", ".join(f"the kept {n} runtime" for n in kept.runners) or
+             "no kept runtime", ", ".join(WARM_MODULES))
     for module in WARM_MODULES:
         importlib.import_module(module)
     from jaxport.tfjs_converter import converters
 
     converters()  # tensorflowjs and tf_keras: ~3 s per job otherwise
-    log.info("pool process %d warm in %.1f s", os.getpid(), time.perf_counter() - t0)
+    failed.update(kept.wait())
+    for name, why in failed.items():
+        log.warning("pool process %d: no kept %s runtime, each job starts its own: %s", os.getpid(),
+                    name, why)
+    log.info("pool process %d warm in %.1f s (kept: %s)", os.getpid(), time.perf_counter() - t0,
+             ", ".join(kept.runners) or "none")
 
 
 # What every job imports (keras_hub registers its layers: ~5-10 s if left to each job), then

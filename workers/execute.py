@@ -7,7 +7,11 @@ artifacts; if the first does not succeed, or goes back to the queue after losing
 the second converts on its own (so a lone worker never waits on a job queued behind it).
 
 The record's `timings` are the report's (`jaxport.timings`) with the worker's own stages:
-`download` first, `packaging` and `upload` (of the artifacts) last."""
+`download` first, `packaging` and `upload` (of the artifacts) last.
+
+Each pool process keeps the JS runtimes (`jaxport.verify.kept`: Node for TF.js, Node and
+Chromium for LiteRT.js) for the conversions it forks, started at warm-up (`kept_runtimes()`),
+checked before each conversion and restarted after one that was killed."""
 
 from __future__ import annotations
 
@@ -29,8 +33,9 @@ from jaxport.jobs.reuse import reuse_result
 from jaxport.options import ConvertOptions
 from jaxport.storage import Storage, StorageError
 from jaxport.timings import Timings
+from jaxport.verify.kept import KeptRuntimes
 from service.config import Settings
-from workers.isolation import JobAborted, Limits, Send, run_isolated
+from workers.isolation import ChildCrashed, JobAborted, JobLimitExceeded, Limits, Send, run_isolated
 from workers.packaging import build_artifacts
 
 log = logging.getLogger("jaxport.worker")
@@ -38,6 +43,22 @@ log = logging.getLogger("jaxport.worker")
 LEASE_TTL_S = 10.0
 COMPLETE_MARKER = "complete.json"
 FOLLOW_POLL_S = 1.0
+_kept: KeptRuntimes | None = None  # this pool process's, once kept_runtimes() made it
+
+
+def kept_runtimes() -> KeptRuntimes:
+    """This pool process's kept JS runtimes (made, not started, on the first call)."""
+    global _kept
+    if _kept is None:
+        from workers.app import settings
+
+        _kept = KeptRuntimes(names=settings.kept_runtimes)
+    return _kept
+
+
+def _kept_runtimes_checked() -> None:
+    for name, why in (_kept.ensure() if _kept else {}).items():
+        log.warning("the kept %s runtime did not restart; conversions start their own: %s", name, why)
 
 
 def execute_job(job_id: str, store: JobStore, storage: Storage, settings: Settings,
@@ -220,7 +241,13 @@ def _convert(record: JobRecord, work: Path, store: JobStore, storage: Storage, s
         except JobNotFound:
             return False
 
-    report = run_isolated(work_in_child, limits, on_progress=on_progress, keep_going=keep_going)
+    _kept_runtimes_checked()
+    try:
+        report = run_isolated(work_in_child, limits, on_progress=on_progress, keep_going=keep_going)
+    except (JobLimitExceeded, JobAborted, ChildCrashed):
+        if _kept:  # the child may have died mid-request: the runners start afresh
+            _kept.restart()
+        raise
     report["timings"] = {**timings.to_json(), **report.get("timings", {})}
     return report
 

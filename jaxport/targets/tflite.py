@@ -222,6 +222,7 @@ class LitertjsRunner(NodeProcess):
     needs = ("@litertjs/core", "@litertjs/wasm-utils", "playwright-core")
     unavailable = LitertjsUnavailable
     timeout_hint = "the model may be too slow for LiteRT.js's single-threaded WASM backend"
+    kept_env = "JAXPORT_LITERTJS_KEPT"
 
     def __init__(self, work_dir: Path, *, chromium: str | None = None, js_dir: Path = JS_DIR,
                  timeout_s: float = 600.0) -> None:
@@ -233,10 +234,13 @@ class LitertjsRunner(NodeProcess):
     def spawn_guard(self) -> AbstractContextManager[object]:
         return address_space_lifted()
 
-    def _ensure_started(self) -> None:
+    def _check_installed(self) -> None:
         if not os.access(self.chromium, os.X_OK):
             raise LitertjsUnavailable(f"no Chromium at {self.chromium}: the TFLite model was not "
                                       "checked in LiteRT.js", CHROMIUM_HINT, stage="verify")
+        super()._check_installed()
+
+    def _ensure_started(self) -> None:
         super()._ensure_started()
         if not self.info.get("ok"):
             reason = self.info.get("error", "no reason given")
@@ -311,7 +315,9 @@ def _litertjs(ctx: BuildContext, path: Path, verdict: Verdict) -> dict:
         info = runner.info
         entry["runtime"] = (f"LiteRT.js {info['litertjs']} ({info['accelerator']}, "
                             f"{info['threads']} thread) in Chromium {info['chromium']}")
-        entry["browser_start_seconds"] = round(info["start_ms"] / 1000, 3)
+        # A kept browser (a worker's, across jobs) was started before this conversion.
+        entry["browser"] = "kept" if runner.kept else "started"
+        entry["browser_start_seconds"] = 0.0 if runner.kept else round(info["start_ms"] / 1000, 3)
         parity = ctx.parity(run)
     except LitertjsUnavailable as exc:
         entry.update(status="unavailable", error=str(exc), hint=exc.hint, code=exc.code)

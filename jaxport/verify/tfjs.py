@@ -63,6 +63,7 @@ class TfjsRunner(NodeProcess):
     unavailable = TfjsUnavailable
     install_hint = INSTALL_HINT
     timeout_hint = "the model may be too slow for the cpu backend"
+    kept_env = "JAXPORT_TFJS_KEPT"
 
     def run(self, model_dir: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the graph model in `model_dir` (model.json + shards) on named inputs once.
