@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -55,8 +56,9 @@ class LoadedModel:
         return [out] if self.output_is_single else list(out)
 
 
-def import_keras():
-    """Keras on the JAX backend, with keras_hub's layers registered when it is installed."""
+def import_keras(hub: bool = True):
+    """Keras on the JAX backend; with `hub`, keras_hub's layers registered too when it is
+    installed (~2 s to import, so a model that names none of them skips it)."""
     import keras
 
     if keras.backend.backend() != "jax":
@@ -64,9 +66,19 @@ def import_keras():
             f"Keras is running on the {keras.backend.backend()!r} backend",
             "set KERAS_BACKEND=jax before anything imports keras",
         )
-    if importlib.util.find_spec("keras_hub") is not None:
+    if hub and importlib.util.find_spec("keras_hub") is not None:
         import keras_hub  # noqa: F401  registers keras_hub's layers for deserialization
     return keras
+
+
+def names_keras_hub(path: Path) -> bool:
+    """Whether the `.keras` file's config names a keras_hub class (True when it cannot be
+    read: the load then says what is wrong)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return b"keras_hub" in zf.read("config.json")
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return True
 
 
 @contextmanager
@@ -101,7 +113,7 @@ def weights_from_file(keras: Any) -> Iterator[None]:
 
 def load_keras_model(path: Path, *, trusted: bool, where: str = "") -> LoadedModel:
     """Load a `.keras` file (`safe_mode` unless trusted) and describe its inputs and outputs."""
-    keras = import_keras()
+    keras = import_keras(hub=names_keras_hub(Path(path)))
     where = where or Path(path).name
     try:
         with weights_from_file(keras):

@@ -80,7 +80,7 @@ def convert_archive(archive: Path, out_dir: Path, options: ConvertOptions,
             from jaxport.compose import load_program
             from jaxport.keras_models import import_keras
 
-            import_keras()
+            import_keras(hub=False)  # keras_hub when a model names it (load_keras_model)
 
         def convert(targets: list[str], out: Path, report: ProgressFn,
                     reference_via: ReferenceVia = _computed_here) -> dict:

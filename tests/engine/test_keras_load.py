@@ -73,3 +73,26 @@ def test_loading_compiles_no_initializers(tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stderr[-3000:]
         counts[how] = int(proc.stdout.split()[-1])
     assert counts["plain"] >= 20 and counts["ours"] <= 2, counts
+
+
+# Loads each .keras file given in a fresh process; prints whether keras_hub was imported after each.
+LOAD_AND_SAY_HUB = r"""
+import sys
+from jaxport.keras_models import load_keras_model
+
+for path in sys.argv[1:]:
+    load_keras_model(path, trusted=False)
+    print("keras_hub" in sys.modules)
+"""
+
+
+def test_keras_hub_is_imported_only_for_a_model_that_names_it(tmp_path: Path) -> None:
+    """keras_hub costs ~2 s to import: a plain Keras model loads without it, a keras_hub
+    backbone after it (its layers must be registered to deserialize)."""
+    plain = zoo.save(zoo.multi_io_model(), tmp_path / "plain.keras")
+    hub = zoo.save(zoo.bert_backbone(), tmp_path / "bert.keras")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "KERAS_BACKEND": "jax"}
+    proc = subprocess.run([sys.executable, "-c", LOAD_AND_SAY_HUB, str(plain), str(hub)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split()[-2:] == ["False", "True"]
