@@ -57,7 +57,7 @@ def kept_runtimes() -> KeptRuntimes:
 
 
 def _kept_runtimes_checked() -> None:
-    for name, why in (_kept.ensure() if _kept else {}).items():
+    for name, why in (_kept.start() if _kept else {}).items():
         log.warning("the kept %s runtime did not restart; conversions start their own: %s", name, why)
 
 

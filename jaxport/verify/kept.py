@@ -12,8 +12,9 @@ Contract:
   whatever `JAXPORT_LITERTJS` says: a job may ask for the check); one that cannot start is
   left out, its variable unset, and returned with the reason. It leaves no thread running:
   the caller may fork after it.
-- `ensure()` before a conversion restarts any runner that died; `restart()` after a conversion
-  that was killed (a runner may still be busy with its request); `close()` stops them.
+- `start()` again before a conversion restarts any runner that died (the others are left
+  running); `restart()` after a conversion that was killed (a runner may still be busy with
+  its request); `close()` stops them.
 """
 
 from __future__ import annotations
@@ -81,12 +82,9 @@ class KeptRuntimes:
         return failed
 
     def start(self) -> dict[str, str]:
-        """`spawn()` then `wait()`: {name: why not} for the runtimes that could not start."""
+        """`spawn()` then `wait()`: start what is not running; {name: why not} for the
+        runtimes that could not start."""
         return {**self.spawn(), **self.wait()}
-
-    def ensure(self) -> dict[str, str]:
-        """Restart the runners that died; as `start()`."""
-        return self.start()
 
     def restart(self) -> dict[str, str]:
         """Stop every runner and start them again; as `start()`."""

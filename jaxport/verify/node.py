@@ -218,6 +218,7 @@ class NodeProcess:
         self._replies = queue.Queue()
         self._stderr.clear()
         self._proc = session  # type: ignore[assignment] - the part of Popen used here
+        self._stderr_pump = None  # the runner's stderr goes to its log
         threading.Thread(target=_pump, args=(session.stdout, self._replies.put), daemon=True).start()
         try:
             self.info = self._exchange({"op": "ping"}, timeout_s=KEPT_PING_TIMEOUT_S)
