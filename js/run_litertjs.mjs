@@ -20,7 +20,7 @@
 // page's console errors logged meanwhile (LiteRT.js reports a missing op kernel there).
 // The browser is `JAXPORT_CHROMIUM` (default /usr/bin/chromium). With `--listen PATH` one
 // browser serves session after session on that Unix socket (lines.mjs); each session starts
-// with no model loaded, and `ping` says `sessions` (this one included).
+// with no model loaded.
 
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
@@ -125,15 +125,13 @@ async function run(request) {
   return withConsole(reply);
 }
 
-let sessions = 0;
 async function reset() {
-  sessions += 1;
   modelFiles.clear();
   modelUrls.clear();
   await session?.page.evaluate(() => window.jaxport.reset());
 }
 
 const refused = async () => ({ ok: false, stage: "launch", error: launchError });
-const ping = async () => ({ ok: true, ...session.info, sessions: Math.max(sessions, 1) });
-await serve(session ? { ping, run, reset } : { ping: refused, run: refused });
+await serve(session ? { ping: async () => ({ ok: true, ...session.info }), run, reset }
+  : { ping: refused, run: refused });
 await session?.browser.close();
