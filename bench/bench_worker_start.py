@@ -5,8 +5,10 @@
 Starts redis-server and the API, queues a tiny job, then starts one `jaxport worker` and
 measures from its start until the job is `running` (taken) and `succeeded`. Each run uses a
 fresh worker process (and a fresh Redis), so the imports and warm-up are paid every time;
-the compile cache is whatever JAXPORT_COMPILE_CACHE_DIR says. Prints the medians and the
-worker's own warm-up lines.
+the compile cache is whatever JAXPORT_COMPILE_CACHE_DIR says. The baseline, run beside it in
+alternating order: the hand-run script of bench_service (a fresh Python process: imports,
+keras load, orbax, TFLiteConverter, no verification) on the same model. Prints the medians,
+first job succeeded ÷ hand-run, and the worker's own warm-up lines.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_service import TARGETS, build_model, free_port  # noqa: E402
+from bench_service import TARGETS, build_model, free_port, hand_run  # noqa: E402
 from service.client import Client  # noqa: E402
 
 
@@ -69,7 +71,7 @@ def one_run(work: Path, model: Path) -> tuple[float, float, list[str]]:
         done = time.perf_counter() - t0
         if state["status"] != "succeeded":
             raise SystemExit(f"job ended {state['status']}: {state['error']}")
-        lines = [line for line in log.read_text(errors="replace").splitlines() if "warm" in line]
+        lines = [line for line in log.read_text(errors="replace").splitlines() if "pool process" in line]
         return taken, done, lines
     finally:
         for proc in reversed(procs):
@@ -84,21 +86,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    takens, dones = [], []
+    takens, dones, hands = [], [], []
     with tempfile.TemporaryDirectory(prefix="jaxport-bench-") as tmp:
         work = Path(tmp)
         model = build_model("tiny", work / "tiny.keras")
         for i in range(args.runs):
+            if i % 2:
+                hands.append(hand_run(model))
             (work / "storage").mkdir(exist_ok=True)
             taken, done, lines = one_run(work, model)
+            if not i % 2:
+                hands.append(hand_run(model))
             takens.append(taken)
             dones.append(done)
-            print(f"run {i}: taken after {taken:.1f} s, succeeded after {done:.1f} s", flush=True)
+            print(f"run {i}: taken after {taken:.1f} s, succeeded after {done:.1f} s; hand-run "
+                  f"{hands[-1]:.1f} s", flush=True)
             for line in lines:
-                print("   ", line.strip()[-160:])
+                print("   ", line.strip()[:240])
     print(f"worker start -> first job taken: median {statistics.median(takens):.1f} s; "
-          f"-> succeeded: median {statistics.median(dones):.1f} s")
-
+          f"-> succeeded: median {statistics.median(dones):.1f} s; hand-run script: median "
+          f"{statistics.median(hands):.1f} s; succeeded / hand-run "
+          f"{statistics.median(dones) / statistics.median(hands):.2f}")
 
 if __name__ == "__main__":
     main()

@@ -10,7 +10,6 @@ returns.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 
@@ -38,7 +37,7 @@ celery_app.conf.update(
     task_time_limit=settings.job_timeout_s + 600,
     broker_transport_options={"visibility_timeout": 2 * settings.job_timeout_s + 3600},
     broker_connection_retry_on_startup=True,
-    # Importing TF and JAX takes ~15 s: give a new pool process time to report "up".
+    # A new pool process imports JAX and Keras (~5 s) before it reports "up"; slow disks more.
     worker_proc_alive_timeout=180,
 )
 
@@ -56,48 +55,35 @@ def enqueue_inspection(request_id: str, key: str, function: str | None, trusted:
 
 
 @worker_process_init.connect
-def _warm_imports(**_: object) -> None:
+def _warm_up(**_: object) -> None:
     """Before any job, per pool process: open the compile cache, start the kept JS runtimes,
-    import TensorFlow, JAX, Keras, keras_hub, the converters and the engine; conversions fork
-    from this warm process (workers.isolation) and start at once.
+    import JAX, Keras and the engine's JAX side, then take jobs while a thread imports
+    TensorFlow, keras_hub and the converters (`workers.warmup`); conversions fork from this
+    process (workers.isolation) and start warm once it is.
 
     Nothing is compiled or run here: a JAX or TF runtime started before a fork deadlocks the
     child. The JS runtimes are other processes (`jaxport.verify.kept`), which every job's
     conversion uses. What the children compile (Keras initializers on model load, the
     reference) goes to the persistent compile cache (`jaxport.compile_cache`) and is reused
     by the next job."""
-    import time
-
     from jaxport.compile_cache import enable_from_env
     from workers.execute import kept_runtimes
+    from workers.warmup import Warmup
 
-    t0 = time.perf_counter()
+    warmup = Warmup()
     cache = enable_from_env()
     # Node for TF.js, Node + Chromium for LiteRT.js (seconds per job otherwise): they start
     # while the imports run.
     kept = kept_runtimes()
     failed = kept.spawn()
-    log.info("pool process %d warming: compile cache %s; starting %s; importing %s, tensorflowjs",
-             os.getpid(), cache or "off", ", ".join(f"the kept {n} runtime" for n in kept.runners) or
-             "no kept runtime", ", ".join(WARM_MODULES))
-    for module in WARM_MODULES:
-        importlib.import_module(module)
-    from jaxport.tfjs_converter import converters
-
-    converters()  # tensorflowjs and tf_keras: ~3 s per job otherwise
+    log.info("pool process %d warming: compile cache %s; starting %s", os.getpid(), cache or "off",
+             ", ".join(f"the kept {n} runtime" for n in kept.runners) or "no kept runtime")
+    warmup.first()
     failed.update(kept.wait())
     for name, why in failed.items():
         log.warning("pool process %d: no kept %s runtime, each job starts its own: %s", os.getpid(),
                     name, why)
-    log.info("pool process %d warm in %.1f s (kept: %s)", os.getpid(), time.perf_counter() - t0,
-             ", ".join(kept.runners) or "none")
-
-
-# What every job imports (keras_hub registers its layers: ~5-10 s if left to each job), then
-# the tensorflowjs converter.
-WARM_MODULES = ("jax", "tensorflow", "keras", "keras_hub", "orbax.export",
-                "ai_edge_litert.interpreter", "jaxport.pipeline", "jaxport.compose",
-                "jaxport.lowering", "jaxport.verify.runtimes", "jaxport.verify.tfjs")
+    warmup.start_rest()
 
 
 @worker_ready.connect

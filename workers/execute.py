@@ -36,6 +36,7 @@ from jaxport.timings import Timings
 from jaxport.verify.kept import KeptRuntimes
 from service.config import Settings
 from workers.isolation import ChildCrashed, JobAborted, JobLimitExceeded, Limits, Send, run_isolated
+from workers import warmup
 from workers.packaging import build_artifacts
 
 log = logging.getLogger("jaxport.worker")
@@ -242,6 +243,9 @@ def _convert(record: JobRecord, work: Path, store: JobStore, storage: Storage, s
             return False
 
     _kept_runtimes_checked()
+    if warmup.importing():
+        on_progress({"stage": "starting", "progress": 0.0,
+                     "message": "waiting for the worker to finish its warm-up (importing TensorFlow)"})
     try:
         report = run_isolated(work_in_child, limits, on_progress=on_progress, keep_going=keep_going)
     except (JobLimitExceeded, JobAborted, ChildCrashed):

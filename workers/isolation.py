@@ -29,6 +29,7 @@ import psutil
 
 from jaxport.errors import JaxportError
 from jaxport.limits import apply_limits, resource_error
+from workers.warmup import forking
 
 log = logging.getLogger("jaxport.worker")
 POLL_S = 0.25
@@ -80,7 +81,8 @@ def run_isolated(work: Callable[[Send], dict], limits: Limits, *,
     JobMemoryExceeded, JobAborted (when `keep_going()` returns False) or ChildCrashed.
     """
     read_fd, write_fd = os.pipe()
-    pid = os.fork()
+    with forking():  # never beside the pool process's warm-up import (workers.warmup)
+        pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         os.close(read_fd)
         _child_main(work, write_fd, limits)
