@@ -56,7 +56,7 @@ class ModelLoadError(JaxportError):
 
 
 class ShapeError(JaxportError):
-    """Declared input shapes are out of bounds, or do not fit the models (found by `jax.eval_shape`)."""
+    """Declared input shapes are out of bounds, or do not fit the models (found by tracing them on symbolic shapes)."""
 
     code = "shape_mismatch"
     http_status = 422

@@ -111,10 +111,10 @@ def _primitives(program: Program, name: str) -> dict:
     from jaxport.eqns import location
     from jaxport.lowering.gaps import runtime_gaps
     from jaxport.lowering.registry import RULES
-    from jaxport.shapes import symbolic_args
+    from jaxport.shapes import trace
 
     function = program.functions[name]
-    closed = jax.make_jaxpr(function.fn)(program.params, *symbolic_args(function))
+    closed, _ = trace(function, program.params)
     found: dict[str, dict] = {}
     for eqn in _eqns(closed.jaxpr):
         prim = eqn.primitive.name

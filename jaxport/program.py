@@ -34,6 +34,8 @@ class Function:
     # What verification feeds each input when samples.npz does not: stated in the manifest, or
     # read off the models (a Rescaling input layer, the Embedding an id input reaches).
     ranges: dict[str, InputRange] = field(default_factory=dict)
+    # (key, closed jaxpr, output shapes) of the last symbolic trace (`jaxport.shapes.trace`).
+    traced: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def batch_symbol(self) -> str | None:

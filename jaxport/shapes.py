@@ -1,4 +1,5 @@
-"""Symbolic shapes: declared specs → `jax.ShapeDtypeStruct`s, and output specs by `eval_shape`."""
+"""Symbolic shapes: declared specs → `jax.ShapeDtypeStruct`s, the function traced once on them
+(`trace`), and output specs from that trace."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import re
 from typing import Any
 
 import jax
+import numpy as np
 from jax import export as jax_export
 
 from jaxport.errors import ShapeError, first_line
@@ -24,6 +26,22 @@ def symbolic_args(function: Function) -> list[jax.ShapeDtypeStruct]:
     ]
 
 
+def trace(function: Function, params: Any) -> tuple[jax.core.ClosedJaxpr, Any]:
+    """`jax.make_jaxpr(function.fn, return_shape=True)` on `symbolic_args(function)`: (the
+    closed jaxpr, the output pytree of `ShapeDtypeStruct`s).
+
+    Traced once and kept on the function (`Function.traced`) while its `fn`, the params'
+    structure, shapes and dtypes and the constraints stay the same, so the output inference, the lowering
+    and inspection share one trace. Raises whatever tracing raises (not kept)."""
+    leaves, tree = jax.tree_util.tree_flatten(params)
+    key = (function.fn, tree, tuple((np.shape(x), getattr(x, "dtype", type(x))) for x in leaves),
+           tuple(function.constraints))
+    if function.traced is None or function.traced[0] != key:
+        closed, out = jax.make_jaxpr(function.fn, return_shape=True)(params, *symbolic_args(function))
+        function.traced = (key, closed, out)
+    return function.traced[1], function.traced[2]
+
+
 def _dim_name(dim) -> int | str:
     return dim if isinstance(dim, int) else str(dim)
 
@@ -37,7 +55,7 @@ def infer_outputs(program: Program) -> None:
     reported once, clearly, instead of as a converter traceback.
     """
     for function in program.functions.values():
-        out = _eval_shape_learning_constraints(function, program.params)
+        out = _trace_learning_constraints(function, program.params)
         if isinstance(out, Exception):
             exc = out
             declared = ", ".join(f"{s.name}={s}" for s in function.inputs)
@@ -64,8 +82,8 @@ _INCONCLUSIVE = re.compile(r"comparison '([^']+)' (<=|>=|<|>) '(-?\d+)' is incon
 MAX_LEARNED_CONSTRAINTS = 8
 
 
-def _eval_shape_learning_constraints(function: Function, params: Any) -> Any:
-    """`jax.eval_shape` of the function; the output pytree, or the exception that stopped it.
+def _trace_learning_constraints(function: Function, params: Any) -> Any:
+    """The function's output pytree from its symbolic `trace`, or the exception that stopped it.
 
     When a model compares a symbolic dim with a constant (`s <= 16` to slice a position
     table), jax cannot decide it for every `s`. Valid inputs satisfy the comparison, so we add
@@ -75,7 +93,7 @@ def _eval_shape_learning_constraints(function: Function, params: Any) -> Any:
     learned = 0
     while True:
         try:
-            return jax.eval_shape(function.fn, params, *symbolic_args(function))
+            return trace(function, params)[1]
         except jax.errors.InconclusiveDimensionOperation as exc:
             match = _INCONCLUSIVE.search(str(exc))
             constraint = " ".join(match.groups()) if match else None

@@ -12,7 +12,7 @@ import tensorflow as tf
 from jaxport.errors import LoweringError
 from jaxport.lowering.context import Lowerer, static_shape
 from jaxport.program import Function, Program
-from jaxport.shapes import symbolic_args
+from jaxport.shapes import trace
 
 
 @dataclass
@@ -41,7 +41,7 @@ def lower_program(program: Program) -> LoweredProgram:
 
 
 def _lower_function(module: tf.Module, function: Function, params: object) -> tf.types.experimental.ConcreteFunction:
-    closed, out_shape = jax.make_jaxpr(function.fn, return_shape=True)(params, *symbolic_args(function))
+    closed, out_shape = trace(function, params)  # the trace the output inference made
     out_leaves, out_tree = jax.tree_util.tree_flatten(out_shape)
     n_params = len(module.params)
     jaxpr = closed.jaxpr

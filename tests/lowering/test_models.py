@@ -233,3 +233,30 @@ def test_saliency_map_through_export(tmp_path: Path) -> None:
     got_js = shared_runner().run(tmp_path / report["targets"]["tfjs"]["path"], {"images": images})
     np.testing.assert_allclose(got_lite["grad"], want, atol=1e-5, rtol=1e-4)
     np.testing.assert_allclose(got_js["grad"], want, atol=1e-5, rtol=1e-4)
+
+
+def test_the_output_inference_and_the_lowering_share_one_trace():
+    """`infer_outputs` traces each function once on symbolic shapes; the lowering (and
+    inspection) reuse that trace while the function and the params' avals are the same, and
+    trace again when they change. The lowered function still computes what numpy does."""
+    from jaxport.lowering import lower_program
+    from jaxport.shapes import infer_outputs
+
+    traces = []
+
+    def fn(p, x):
+        traces.append(x.shape)  # runs once per Python trace
+        return {"y": jnp.tanh(x @ p["w"])}
+
+    w = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    prog = Program({"w": w}, {"f": Function("f", [parse_spec("x", "f32[b,4]")], ["y"], fn)})
+    infer_outputs(prog)
+    lowered = lower_program(prog)
+    assert len(traces) == 1
+    x = np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32)
+    got = lowered.signatures["f"](x=x)["y"].numpy()
+    np.testing.assert_allclose(got, np.tanh(x @ w), rtol=1e-5, atol=1e-6)
+
+    prog.params = {"w": w.astype(np.float16)}  # other avals: a new trace, not the kept one
+    lower_program(prog)
+    assert len(traces) == 2
