@@ -2,8 +2,9 @@
 
     python bench/bench_worker_start.py [--runs 3]
 
-Starts redis-server and the API, queues a tiny job, then starts one `jaxport worker` and
-measures from its start until the job is `running` (taken) and `succeeded`. Each run uses a
+Starts redis-server and the API, queues two tiny jobs, then starts one `jaxport worker` and
+measures from its start until the first job is `running` (taken) and `succeeded`, and until
+the second (which meets the worker still warming up) has succeeded. Each run uses a
 fresh worker process (and a fresh Redis), so the imports and warm-up are paid every time;
 the compile cache is whatever JAXPORT_COMPILE_CACHE_DIR says. The baseline, run beside it in
 alternating order: the hand-run script of bench_service (a fresh Python process: imports,
@@ -34,7 +35,9 @@ from bench_service import TARGETS, build_model, free_port, hand_run  # noqa: E40
 from service.client import Client  # noqa: E402
 
 
-def one_run(work: Path, model: Path) -> tuple[float, float, list[str]]:
+def one_run(work: Path, model: Path) -> tuple[float, float, float, list[str]]:
+    """(first job taken, first job succeeded, second job succeeded) in seconds from the
+    worker's start, and its warm-up log lines."""
     redis_port, api_port = free_port(), free_port()
     env = {**os.environ, "JAXPORT_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
            "JAXPORT_STORAGE_URL": f"file://{work / 'storage'}", "KERAS_BACKEND": "jax",
@@ -55,24 +58,24 @@ def one_run(work: Path, model: Path) -> tuple[float, float, list[str]]:
             except httpx.TransportError:
                 time.sleep(0.2)
         client = Client(url, timeout=600)
-        job = client.submit(model, {**TARGETS, "name": "first"})
+        jobs = [client.submit(model, {**TARGETS, "name": name})["id"] for name in ("first", "second")]
         log = work / "worker.log"
         t0 = time.perf_counter()
         procs.append(subprocess.Popen([sys.executable, "-m", "service", "worker"], cwd=work,
                                       env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT))
-        taken = None
-        while True:
-            state = client.job(job["id"])
-            if taken is None and state["status"] != "queued":
-                taken = time.perf_counter() - t0
-            if state["status"] in ("succeeded", "partial", "failed", "canceled"):
-                break
+        taken, done = None, {}
+        while len(done) < len(jobs):
+            for job in jobs:
+                state = client.job(job)
+                if taken is None and job == jobs[0] and state["status"] != "queued":
+                    taken = time.perf_counter() - t0
+                if job not in done and state["status"] in ("succeeded", "partial", "failed", "canceled"):
+                    if state["status"] != "succeeded":
+                        raise SystemExit(f"job ended {state['status']}: {state['error']}")
+                    done[job] = time.perf_counter() - t0
             time.sleep(0.1)
-        done = time.perf_counter() - t0
-        if state["status"] != "succeeded":
-            raise SystemExit(f"job ended {state['status']}: {state['error']}")
-        lines = [line for line in log.read_text(errors="replace").splitlines() if "pool process" in line]
-        return taken, done, lines
+        lines = [line for line in log.read_text(errors="replace").splitlines() if "pool process" in line or "succeeded in" in line]
+        return taken, done[jobs[0]], done[jobs[1]], lines
     finally:
         for proc in reversed(procs):
             proc.send_signal(signal.SIGTERM)
@@ -86,7 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    takens, dones, hands = [], [], []
+    takens, dones, seconds, hands = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="jaxport-bench-") as tmp:
         work = Path(tmp)
         model = build_model("tiny", work / "tiny.keras")
@@ -94,19 +97,21 @@ def main() -> None:
             if i % 2:
                 hands.append(hand_run(model))
             (work / "storage").mkdir(exist_ok=True)
-            taken, done, lines = one_run(work, model)
+            taken, done, second, lines = one_run(work, model)
             if not i % 2:
                 hands.append(hand_run(model))
             takens.append(taken)
             dones.append(done)
-            print(f"run {i}: taken after {taken:.1f} s, succeeded after {done:.1f} s; hand-run "
-                  f"{hands[-1]:.1f} s", flush=True)
+            seconds.append(second)
+            print(f"run {i}: first job taken after {taken:.1f} s, succeeded after {done:.1f} s; "
+                  f"second job succeeded after {second:.1f} s; hand-run {hands[-1]:.1f} s", flush=True)
             for line in lines:
                 print("   ", line.strip()[:240])
-    print(f"worker start -> first job taken: median {statistics.median(takens):.1f} s; "
-          f"-> succeeded: median {statistics.median(dones):.1f} s; hand-run script: median "
-          f"{statistics.median(hands):.1f} s; succeeded / hand-run "
-          f"{statistics.median(dones) / statistics.median(hands):.2f}")
+    med = statistics.median
+    print(f"worker start -> first job taken: median {med(takens):.1f} s; -> succeeded: median "
+          f"{med(dones):.1f} s; -> second job succeeded: median {med(seconds):.1f} s; hand-run "
+          f"script: median {med(hands):.1f} s; first job succeeded / hand-run "
+          f"{med(dones) / med(hands):.2f}")
 
 if __name__ == "__main__":
     main()

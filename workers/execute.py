@@ -226,9 +226,11 @@ def _convert(record: JobRecord, work: Path, store: JobStore, storage: Storage, s
 
         from jaxport.parallel import default_processes
 
+        # A cold child (forked before the warm-up's imports) converts in one process: the pool
+        # process imports TensorFlow on the other core meanwhile (workers.warmup).
+        processes = default_processes(jobs_at_once=settings.worker_concurrency) if warmup.warm() else 1
         return convert_archive(archive, work / "out", ConvertOptions.from_json(options, trusted=trusted),
-                               progress=progress,
-                               processes=default_processes(jobs_at_once=settings.worker_concurrency))
+                               progress=progress, processes=processes)
 
     def on_progress(message: dict[str, Any]) -> None:
         store.update(job_id, {"stage": message["stage"], "message": message["message"],

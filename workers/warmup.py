@@ -5,22 +5,24 @@ it. The first stages of a conversion (extract, load, compose, the JAX reference)
 and Keras, so a pool process is warm in two steps:
 
 1. `first()`, before it takes a job: JAX, Keras and the engine's JAX side (`FIRST_MODULES`,
-   ~4.5 s).
+   ~3.5 s).
 2. `start_rest()`: a thread imports TensorFlow, keras_hub, orbax, LiteRT and the converters
-   (`REST_MODULES`, then the tensorflowjs converters) at the lowest CPU priority (nice 19, this
-   thread only), after the first job has been forked or after `IDLE_S` without one.
+   (`REST_MODULES`, then the tensorflowjs converters), after the first job has been forked or
+   after `IDLE_S` without one.
 
 Every fork of the pool process (`workers.isolation.run_isolated`) goes through `forking()`,
 which keeps a fork and an import apart (a child forked while another thread imports inherits
 the module locks it holds, and deadlocks on them):
-- before the rest is imported, the fork goes first and the child is *cold*: it imports
-  TensorFlow itself when its targets need it, while the pool process imports it beside it at
-  low priority (so the child keeps the cores);
+- before the rest is imported, the fork goes first and the child is *cold* (`warm()` is False
+  in it): it imports only what its own targets need, when they need it, and converts in one
+  process (`jaxport.parallel`), so that the pool process's import has the other core and is
+  done about when the cold job is;
 - while the rest is importing, the fork waits until it is done (`importing()` says so first,
   for the job's message);
 - after, every child starts warm, as it did when everything was imported up front.
 
-Without a `Warmup` (tests, a library caller), `forking()` of the module is a no-op.
+Without a `Warmup` (tests, a library caller), `forking()` of the module is a no-op and `warm()`
+is True.
 """
 
 from __future__ import annotations
@@ -93,7 +95,6 @@ class Warmup:
         cold_fork = self._forked.wait(idle_s)
         with self._lock:  # not while a fork is under way
             self._state = "importing"
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # this thread only
         started = time.perf_counter()
         try:
             self._import_rest()
@@ -135,6 +136,11 @@ def forking() -> Iterator[None]:
     else:
         with _current.forking():
             yield
+
+
+def warm() -> bool:
+    """False in a pool process, or a child forked from it, that has not imported the rest."""
+    return _current is None or _current._state == "warm"
 
 
 def importing() -> bool:
