@@ -9,7 +9,7 @@ fresh worker process (and a fresh Redis), so the imports and warm-up are paid ev
 the compile cache is whatever JAXPORT_COMPILE_CACHE_DIR says. The baseline, run beside it in
 alternating order: the hand-run script of bench_service (a fresh Python process: imports,
 keras load, orbax, TFLiteConverter, no verification) on the same model. Prints the medians,
-first job succeeded ÷ hand-run, and the worker's own warm-up lines.
+first job succeeded ÷ hand-run, and the worker's warm-up and task lines.
 """
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ def one_run(work: Path, model: Path) -> tuple[float, float, float, list[str]]:
                         raise SystemExit(f"job ended {state['status']}: {state['error']}")
                     done[job] = time.perf_counter() - t0
             time.sleep(0.1)
-        lines = [line for line in log.read_text(errors="replace").splitlines() if "pool process" in line or "succeeded in" in line]
+        lines = [line for line in log.read_text(errors="replace").splitlines()
+                 if "pool process" in line or "succeeded in" in line]
         return taken, done[jobs[0]], done[jobs[1]], lines
     finally:
         for proc in reversed(procs):
@@ -112,6 +113,7 @@ def main() -> None:
           f"{med(dones):.1f} s; -> second job succeeded: median {med(seconds):.1f} s; hand-run "
           f"script: median {med(hands):.1f} s; first job succeeded / hand-run "
           f"{med(dones) / med(hands):.2f}")
+
 
 if __name__ == "__main__":
     main()

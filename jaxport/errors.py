@@ -56,7 +56,8 @@ class ModelLoadError(JaxportError):
 
 
 class ShapeError(JaxportError):
-    """Declared input shapes are out of bounds, or do not fit the models (found by tracing them on symbolic shapes)."""
+    """Declared input shapes are out of bounds, or do not fit the models (found by tracing the
+    functions on symbolic shapes)."""
 
     code = "shape_mismatch"
     http_status = 422

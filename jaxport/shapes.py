@@ -31,8 +31,8 @@ def trace(function: Function, params: Any) -> tuple[jax.core.ClosedJaxpr, Any]:
     closed jaxpr, the output pytree of `ShapeDtypeStruct`s).
 
     Traced once and kept on the function (`Function.traced`) while its `fn`, the params'
-    structure, shapes and dtypes and the constraints stay the same, so the output inference, the lowering
-    and inspection share one trace. Raises whatever tracing raises (not kept)."""
+    structure, shapes and dtypes and the constraints stay the same, so the output inference,
+    the lowering and inspection share one trace. Raises whatever tracing raises (not kept)."""
     leaves, tree = jax.tree_util.tree_flatten(params)
     key = (function.fn, tree, tuple((np.shape(x), getattr(x, "dtype", type(x))) for x in leaves),
            tuple(function.constraints))

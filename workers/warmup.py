@@ -112,6 +112,10 @@ class Warmup:
         """True while the thread imports the rest (a fork now waits for it)."""
         return self._state == "importing"
 
+    def warm(self) -> bool:
+        """True once the rest is imported (a child forked now starts warm)."""
+        return self._state == "warm"
+
     @contextmanager
     def forking(self) -> Iterator[None]:
         """Hold off the rest's import while the body forks; wait for it if it has begun."""
@@ -140,7 +144,7 @@ def forking() -> Iterator[None]:
 
 def warm() -> bool:
     """False in a pool process, or a child forked from it, that has not imported the rest."""
-    return _current is None or _current._state == "warm"
+    return _current is None or _current.warm()
 
 
 def importing() -> bool:

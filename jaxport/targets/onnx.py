@@ -148,7 +148,8 @@ def _label_dims(model: Any, function: Function) -> None:
     """Give the graph's inputs and outputs the dims of the function's specs.
 
     jax2onnx labels a derived output dim by one of its symbols (`s` for the `2*s` of a
-    concatenation); the specs (report.json's `functions`) are what the symbolic trace computed (`jaxport.shapes.trace`).
+    concatenation); the specs (report.json's `functions`) are what the symbolic trace
+    (`jaxport.shapes.trace`) computed.
     """
     graph = model.graph
     specs = [*function.inputs, *function.output_specs]
